@@ -1,0 +1,1 @@
+"""Engine API HTTP server edge (filled by the daemon issue)."""

@@ -1,0 +1,1 @@
+"""Engine API client edge (filled by the CLI issue)."""

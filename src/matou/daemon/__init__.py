@@ -1,0 +1,1 @@
+"""matoud composition root (filled by the daemon issue)."""

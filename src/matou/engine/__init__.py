@@ -1,0 +1,1 @@
+"""Docker semantics: containers, exec, images, networks, volumes (filled by the daemon issue)."""

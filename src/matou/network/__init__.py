@@ -1,0 +1,1 @@
+"""Bridges, IPAM, port maps, DNS (filled by the daemon and networks issues)."""

@@ -1,0 +1,1 @@
+"""Distribution client and matou-registry server (filled by the registry issue)."""

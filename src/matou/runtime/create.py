@@ -1,0 +1,415 @@
+"""`create`: from an OCI bundle to a container process waiting to be started.
+
+    matou-runtime create (parent, host namespaces)
+      │  fork
+      └─ stage 1 (host pid ns): join namespaces by path → new user ns (parent writes the
+         │  id maps) → joins the cgroup (parent writes it) → unshare the other new
+         │  namespaces → fork, report the child's host pid, exit
+         └─ stage 2 = container pid 1: lo up → [prestart, createRuntime hooks, by the
+            parent] → rootfs → [createContainer hooks] → pivot_root → terminal → report
+            "created" → wait on init.sock for `start` → [startContainer hooks] →
+            become the user process (execve)
+
+Stage 2 stays the container's init: no helper process lingers. The parent exits once it
+has written the state and the pid file, leaving stage 2 to whoever reaps orphans (the
+containerd shim is a subreaper; `run` makes itself one).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pwd
+import signal
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from typing import NoReturn
+
+from matou.cgroups import Manager
+from matou.errors import FailedPrecondition, InvalidArgument, MatouError, from_oserror
+from matou.linux import libc, netdev, proc
+from matou.linux import pty as ptys
+from matou.linux.mount import secure_join
+from matou.oci import state as oci_state
+from matou.oci.runtime_spec import Spec, load_spec_bytes
+from matou.runtime import hooks, log, rootfs
+from matou.runtime.channel import Channel, ChildError
+from matou.runtime.process import Prepared, become, close_inherited, find_executable, prepare
+from matou.runtime.process import seal_imports as _seal
+from matou.runtime.store import Record, Store
+
+
+@dataclass
+class Options:
+    container_id: str
+    bundle: str
+    pid_file: str = ""
+    console_socket: str = ""
+    no_pivot: bool = False
+    preserve_fds: int = 0
+    systemd_cgroup: bool = False
+    console_sock: socket.socket | None = None  # `run -t` passes its own socket end
+
+
+def load_bundle(bundle: str) -> Spec:
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            return load_spec_bytes(f.read())
+    except FileNotFoundError as e:
+        raise InvalidArgument(f"bundle `{bundle}`: no config.json") from e
+    except OSError as e:
+        raise from_oserror("read", path, e) from e
+
+
+def _now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def create(store: Store, opts: Options) -> Record:
+    bundle = os.path.realpath(opts.bundle)
+    spec = load_bundle(bundle)
+    if spec.process is None:
+        raise InvalidArgument("config.json: process: missing")
+    if spec.root is None:
+        raise InvalidArgument("config.json: root: missing")
+    root = os.path.realpath(os.path.join(bundle, spec.root.path))
+    if not os.path.isdir(root):
+        raise InvalidArgument(f"root `{root}`: not a directory")
+    if spec.process.terminal and not (opts.console_socket or opts.console_sock):
+        raise InvalidArgument("cannot allocate tty without setting console socket")
+    if not spec.process.terminal and opts.console_socket:
+        raise InvalidArgument("console socket given but process.terminal is false")
+    mount_ns = spec.namespace("mount")
+    if mount_ns is None:
+        raise InvalidArgument("linux.namespaces: a mount namespace is required")
+    user_ns = spec.namespace("user")
+    if user_ns is not None and not user_ns.path and not (spec.uid_mappings and spec.gid_mappings):
+        raise InvalidArgument("linux.uidMappings/gidMappings: required with a new user namespace")
+    host_ns = {kind: spec.namespace(kind) is None for kind in ("ipc", "network", "uts")}
+    rootfs.check_sysctl(spec, host_ns)
+    prepared = prepare(spec.process, spec, opts.preserve_fds)
+    cgroup = Manager.for_spec(spec.cgroups_path, opts.container_id, opts.systemd_cgroup)
+
+    store.reserve(opts.container_id)
+    try:
+        return _launch(store, opts, spec, bundle, root, prepared, cgroup)
+    except BaseException:
+        store.remove(opts.container_id)
+        raise
+
+
+def _join_fds(spec: Spec) -> list[tuple[str, int]]:
+    """Open the namespaces to join now, in the runtime's view, user namespace first."""
+    out = []
+    for ns in sorted(spec.namespaces, key=lambda n: n.type != "user"):
+        if not ns.path:
+            continue
+        try:
+            fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise from_oserror("open namespace", ns.path, e) from e
+        expected = libc.NAMESPACE_PROC_NAMES[ns.type]
+        link = os.readlink(f"/proc/self/fd/{fd}")
+        if not link.startswith(f"{expected}:["):
+            os.close(fd)
+            raise InvalidArgument(f"namespace path `{ns.path}` is {link}, not a {ns.type} ns")
+        out.append((ns.type, fd))
+    return out
+
+
+def _launch(store: Store, opts: Options, spec: Spec, bundle: str, root: str,
+            prepared: Prepared, cgroup: Manager) -> Record:
+    cid = opts.container_id
+    joins = _join_fds(spec)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(store.init_socket(cid))
+    listener.listen(1)
+    console: socket.socket | None = opts.console_sock
+    if opts.console_socket:
+        console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            console.connect(opts.console_socket)
+        except OSError as e:
+            raise from_oserror("connect console socket", opts.console_socket, e) from e
+    parent, child = Channel.pair()
+    cgroup_ns = spec.namespace("cgroup")
+    user_ns = spec.namespace("user")
+    ctx = rootfs.Context(
+        spec=spec, rootfs=root, bundle=bundle, cgroup=cgroup,
+        new_cgroupns=cgroup_ns is not None and not cgroup_ns.path,
+        in_userns=user_ns is not None, devnull=-1,
+    )
+    keep = {child.fileno(), listener.fileno(), *(fd for _, fd in joins)}
+    if console is not None:
+        keep.add(console.fileno())
+    pid1 = os.fork()
+    if pid1 == 0:
+        parent.close()
+        _stage1(child, ctx, prepared, opts, joins, listener, console, keep)
+    child.close()
+    listener.close()
+    for _, fd in joins:
+        os.close(fd)
+    if console is not None and opts.console_socket:
+        console.close()
+    init_pid = 0
+    try:
+        if user_ns is not None and not user_ns.path:
+            parent.expect("userns")
+            _write_id_maps(pid1, spec)
+            parent.send("ok")
+        parent.expect("cgroup")
+        cgroup.create()
+        cgroup.add(pid1)
+        cgroup.set(spec.resources)
+        parent.send("ok")
+        init_pid = int(parent.expect("pid")["pid"])
+        _reap(pid1)
+        parent.send("go")
+        started = proc.start_time(init_pid)
+        rec = Record(
+            id=cid, pid=init_pid, pid_start=started, bundle=bundle, rootfs=root,
+            created=_now(), owner=_owner(), cgroup_path=cgroup.path,
+            cgroup_relative=cgroup.relative, config=spec.raw,
+            annotations=spec.annotations,
+        )
+        parent.expect("namespaces")
+        state = store.oci_state(rec, oci_state.CREATING)
+        hooks.run(spec.hooks.prestart, state, "prestart")
+        hooks.run(spec.hooks.create_runtime, state, "createRuntime")
+        parent.send("ok")
+        parent.expect("created")
+        store.save(rec)
+        if opts.pid_file:
+            write_pid_file(opts.pid_file, init_pid)
+        return rec
+    except BaseException as e:
+        if init_pid:
+            _kill(init_pid)
+        _reap(pid1)
+        try:
+            cgroup.destroy()
+        except MatouError:
+            pass
+        if isinstance(e, ChildError):
+            raise FailedPrecondition(str(e)) from None
+        raise
+    finally:
+        parent.close()
+
+
+def _owner() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _write_id_maps(pid: int, spec: Spec) -> None:
+    for name, maps in (("uid_map", spec.uid_mappings), ("gid_map", spec.gid_mappings)):
+        text = "".join(f"{x.container_id} {x.host_id} {x.size}\n" for x in maps)
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(text)
+        except OSError as e:
+            raise from_oserror("write", f"/proc/{pid}/{name}", e) from e
+
+
+def _fail(ch: Channel, e: BaseException) -> NoReturn:
+    msg = str(e) if isinstance(e, MatouError) else f"{type(e).__name__}: {e}"
+    if not isinstance(e, MatouError):
+        log.debug("".join(traceback.format_exception(e)))
+    try:
+        ch.send("error", message=msg)
+    except OSError:
+        pass
+    os._exit(1)
+
+
+def _stage1(ch: Channel, ctx: rootfs.Context, prepared: Prepared, opts: Options,
+            joins: list[tuple[str, int]], listener: socket.socket,
+            console: socket.socket | None, keep: set[int]) -> NoReturn:
+    try:
+        # never let the container ptrace us or open /proc/PID/exe of the interpreter
+        # while we are in its namespaces (CVE-2019-5736); execve resets this
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
+        _seal()
+        close_inherited(keep, prepared.preserve_fds)
+        spec = ctx.spec
+        for kind, fd in joins:
+            libc.setns(fd, libc.NAMESPACE_FLAGS[kind], kind)
+            os.close(fd)
+        user = spec.namespace("user")
+        if user is not None and not user.path:
+            libc.unshare(libc.CLONE_NEWUSER)
+            ch.send("userns")
+            ch.expect("ok")
+        if user is not None:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        ch.send("cgroup")
+        ch.expect("ok")
+        flags = 0
+        for ns in spec.namespaces:
+            if not ns.path and ns.type != "user":
+                flags |= libc.NAMESPACE_FLAGS[ns.type]
+        if flags:
+            libc.unshare(flags)
+        pid = os.fork()
+        if pid == 0:
+            _stage2(ch, ctx, prepared, opts, listener, console)
+        ch.send("pid", pid=pid)
+        os._exit(0)
+    except BaseException as e:
+        _fail(ch, e)
+
+
+def _stage2(ch: Channel, ctx: rootfs.Context, prepared: Prepared, opts: Options,
+            listener: socket.socket, console: socket.socket | None) -> NoReturn:
+    spec = ctx.spec
+    proc_spec = prepared.process
+    try:
+        ch.expect("go")  # the parent has our pid: from here on we own the channel
+        net = spec.namespace("network")
+        if net is not None and not net.path:
+            netdev.link_up("lo")
+        ch.send("namespaces")
+        ch.expect("ok")
+        ctx.devnull = rootfs.open_host_devnull()
+        if proc_spec.oom_score_adj is not None:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(proc_spec.oom_score_adj))
+        rootfs.prepare_root(ctx)
+        if spec.hooks.create_container:
+            state = oci_state.State(opts.container_id, oci_state.CREATING,
+                                    os.getpid(), ctx.bundle, spec.annotations)
+            hooks.run(spec.hooks.create_container, state, "createContainer")
+        if spec.hostname:
+            socket.sethostname(spec.hostname)
+        if spec.domainname:
+            libc.setdomainname(spec.domainname)
+        rootfs.write_sysctls(spec)
+        rootfs.mask_and_protect(ctx)
+        slave = -1
+        if proc_spec.terminal:
+            ptmx = secure_join(ctx.rootfs, "/dev/ptmx")
+            master, slave, name = ptys.open_pty(ptmx if os.path.exists(ptmx) else "/dev/ptmx")
+            if proc_spec.console_size is not None:
+                ptys.set_size(slave, proc_spec.console_size.height, proc_spec.console_size.width)
+            rootfs.bind_console(ctx, slave)
+        rootfs.enter(ctx, opts.no_pivot)
+        os.close(ctx.devnull)
+        exe = _find_in_container(prepared)
+        if proc_spec.terminal:
+            assert console is not None
+            ptys.send_console(console, master, name)
+            os.close(master)
+            console.close()
+            ptys.make_controlling(slave)
+            os.close(slave)
+        ch.send("created")
+        ch.close()
+    except BaseException as e:
+        _fail(ch, e)
+    _wait_for_start(listener, ctx, prepared, exe, opts.container_id)
+
+
+def _find_in_container(prepared: Prepared) -> str:
+    p = prepared.process
+    try:
+        return find_executable(p.args[0], p.env, p.cwd)
+    except InvalidArgument:
+        raise
+    except OSError as e:
+        raise from_oserror("exec", p.args[0], e) from e
+
+
+def _wait_for_start(listener: socket.socket, ctx: rootfs.Context, prepared: Prepared,
+                    exe: str, container_id: str) -> NoReturn:
+    while True:
+        try:
+            conn, _ = listener.accept()
+            break
+        except InterruptedError:
+            continue
+        except OSError:
+            os._exit(1)
+    listener.close()
+    try:
+        if conn.recv(16) != b"start":
+            os._exit(1)
+        if ctx.spec.hooks.start_container:
+            state = oci_state.State(container_id, oci_state.CREATED, os.getpid(), ctx.bundle,
+                                    ctx.spec.annotations)
+            hooks.run(ctx.spec.hooks.start_container, state, "startContainer")
+        become(prepared, exe)
+    except BaseException as e:
+        msg = str(e) if isinstance(e, MatouError) else f"{type(e).__name__}: {e}"
+        try:
+            conn.send(msg.encode() or b"error")
+        except OSError:
+            pass
+        os._exit(127 if isinstance(e, OSError) or "exec" in msg else 1)
+
+
+def start_handshake(path: str) -> None:
+    """`start`: wake the init waiting on ``path`` and wait until it has exec'd (EOF) or
+    failed (an error text)."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+    except OSError as e:
+        raise FailedPrecondition(f"container init is gone: {e.strerror}") from e
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    conn.sendall(b"start")
+    chunks = []
+    while True:
+        try:
+            data = conn.recv(65536)
+        except OSError as e:
+            if e.errno == errno.ECONNRESET:
+                break
+            raise
+        if not data:
+            break
+        chunks.append(data)
+    conn.close()
+    if chunks:
+        raise FailedPrecondition(b"".join(chunks).decode(errors="replace"))
+
+
+def dumps_state(rec: Record, store: Store) -> str:
+    st = store.oci_state(rec)
+    out = st.to_json()
+    out.update({"pid": rec.pid if st.status != oci_state.STOPPED else 0, "rootfs": rec.rootfs,
+                "created": rec.created, "owner": rec.owner})
+    return json.dumps(out, indent=2)

@@ -1,0 +1,149 @@
+"""`exec`: one more process in a live container's namespaces and cgroup.
+
+    matou-runtime exec (parent)
+      └─ stage 1: joins the cgroup (parent writes it) → setns user → … → mnt → fork, report
+         └─ stage 2 (in the container's pid ns): terminal → become the process (execve)
+
+The parent learns that the exec happened when the channel closes (it is close-on-exec)
+without an error message on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from typing import NoReturn
+
+from matou.errors import FailedPrecondition, from_oserror
+from matou.linux import libc, proc
+from matou.linux import pty as ptys
+from matou.oci import state as oci_state
+from matou.oci.runtime_spec import Process, parse_spec
+from matou.runtime.channel import Channel, ChildError
+from matou.runtime.create import _fail, _reap, write_pid_file
+from matou.runtime.process import Prepared, become, close_inherited, find_executable, prepare
+from matou.runtime.process import seal_imports as _seal
+from matou.runtime.store import Store
+
+# user first (it grants the rights to join the rest), mnt last (it changes our root)
+_JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
+
+
+@dataclass
+class ExecOptions:
+    container_id: str
+    process: Process
+    pid_file: str = ""
+    console_socket: str = ""
+    preserve_fds: int = 0
+    console_sock: socket.socket | None = None
+
+
+def exec_process(store: Store, opts: ExecOptions) -> int:
+    """Start the process; returns its host pid (the caller waits for it or not)."""
+    rec = store.load(opts.container_id)
+    status = store.status(rec)
+    if status not in (oci_state.CREATED, oci_state.RUNNING):
+        raise FailedPrecondition(f"cannot exec in a container in the {status} state")
+    spec = parse_spec(rec.config)
+    prepared = prepare(opts.process, spec, opts.preserve_fds)
+    joins: list[tuple[str, int]] = []
+    for kind in _JOIN_ORDER:
+        name = libc.NAMESPACE_PROC_NAMES[kind]
+        theirs = proc.ns_inode(rec.pid, name)
+        if theirs is None or theirs == proc.ns_inode("self", name):
+            continue
+        try:
+            joins.append((kind, os.open(f"/proc/{rec.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)))
+        except OSError as e:
+            raise from_oserror("open namespace", f"/proc/{rec.pid}/ns/{name}", e) from e
+    if not proc.is_alive(rec.pid, rec.pid_start):
+        raise FailedPrecondition("container not running")
+    console = opts.console_sock
+    if opts.console_socket:
+        console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            console.connect(opts.console_socket)
+        except OSError as e:
+            raise from_oserror("connect console socket", opts.console_socket, e) from e
+    if opts.process.terminal and console is None:
+        raise FailedPrecondition("cannot allocate tty without setting console socket")
+    parent, child = Channel.pair()
+    keep = {child.fileno(), *(fd for _, fd in joins)}
+    if console is not None:
+        keep.add(console.fileno())
+    pid1 = os.fork()
+    if pid1 == 0:
+        parent.close()
+        _stage1(child, prepared, joins, console, keep)
+    child.close()
+    for _, fd in joins:
+        os.close(fd)
+    if console is not None and opts.console_socket:
+        console.close()
+    try:
+        parent.expect("cgroup")
+        rec.cgroup().add(pid1)
+        parent.send("ok")
+        pid = int(parent.expect("pid")["pid"])
+        _reap(pid1)
+        parent.send("go")
+        try:
+            msg = parent.sock.recv(65536)
+        except ConnectionResetError:
+            msg = b""
+        if msg:
+            raise ChildError(str(json.loads(msg).get("message")))
+    except ChildError as e:
+        _reap(pid1)
+        raise FailedPrecondition(str(e)) from None
+    finally:
+        parent.close()
+    if opts.pid_file:
+        write_pid_file(opts.pid_file, pid)
+    return pid
+
+
+def _stage1(ch: Channel, prepared: Prepared, joins: list[tuple[str, int]],
+            console: socket.socket | None, keep: set[int]) -> NoReturn:
+    try:
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736, see create
+        _seal()
+        close_inherited(keep, prepared.preserve_fds)
+        ch.send("cgroup")
+        ch.expect("ok")
+        for kind, fd in joins:
+            libc.setns(fd, libc.NAMESPACE_FLAGS[kind], kind)
+            os.close(fd)
+        if any(kind == "user" for kind, _ in joins):
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        pid = os.fork()
+        if pid == 0:
+            _stage2(ch, prepared, console)
+        ch.send("pid", pid=pid)
+        os._exit(0)
+    except BaseException as e:
+        _fail(ch, e)
+
+
+def _stage2(ch: Channel, prepared: Prepared, console: socket.socket | None) -> NoReturn:
+    try:
+        ch.expect("go")
+        p = prepared.process
+        if p.terminal:
+            assert console is not None
+            master, slave, name = ptys.open_pty("/dev/ptmx")
+            if p.console_size is not None:
+                ptys.set_size(slave, p.console_size.height, p.console_size.width)
+            ptys.send_console(console, master, name)
+            os.close(master)
+            console.close()
+            ptys.make_controlling(slave)
+            os.close(slave)
+        exe = find_executable(p.args[0], p.env, p.cwd)
+        become(prepared, exe)
+    except BaseException as e:
+        _fail(ch, e)

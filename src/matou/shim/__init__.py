@@ -1,0 +1,1 @@
+"""The per-container supervisor (filled by the daemon issue)."""
