@@ -26,7 +26,7 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from matou.cgroups import Manager
 from matou.errors import FailedPrecondition, InvalidArgument, MatouError, from_oserror
@@ -173,7 +173,7 @@ def _launch(store: Store, opts: Options, spec: Spec, bundle: str, root: str,
         parent.expect("cgroup")
         cgroup.create()
         cgroup.add(pid1)
-        cgroup.set(spec.resources)
+        cgroup.set(_with_device_allows(spec))
         parent.send("ok")
         init_pid = int(parent.expect("pid")["pid"])
         _reap(pid1)
@@ -208,6 +208,23 @@ def _launch(store: Store, opts: Options, spec: Spec, bundle: str, root: str,
         raise
     finally:
         parent.close()
+
+
+def _with_device_allows(spec: Spec) -> dict[str, Any]:
+    """The spec's resources plus, after its device rules, the allows for the devices the
+    runtime itself creates (as runc adds them): default nodes, spec devices, ptys."""
+    res = dict(spec.resources)
+    if not res.get("devices"):
+        return res
+    def allow(kind: str, major: int | None, minor: int | None, access: str = "rwm") -> dict[str, Any]:
+        return {"allow": True, "type": kind, "major": major, "minor": minor, "access": access}
+    extra = [allow("c", None, None, "m"), allow("b", None, None, "m")]
+    extra += [allow(d.type, d.major, d.minor) for d in rootfs.DEFAULT_DEVICES]
+    extra += [allow("c", 136, None), allow("c", 5, 2), allow("c", 5, 1)]
+    extra += [allow("c" if d.type == "u" else d.type, d.major, d.minor)
+              for d in spec.devices if d.type in ("b", "c", "u")]
+    res["devices"] = [*res["devices"], *extra]
+    return res
 
 
 def _owner() -> str:
