@@ -66,7 +66,10 @@ def prepare_root(ctx: Context) -> None:
     prop = m.PROPAGATION.get(spec.rootfs_propagation or "rslave")
     if prop is None:
         raise InvalidArgument(f"linux.rootfsPropagation: unknown {spec.rootfs_propagation!r}")
-    libc.mount(None, "/", None, prop | libc.MS_REC)
+    # pivot_root refuses a shared current root, so a shared rootfsPropagation is only
+    # applied to the new root after the pivot (see enter); until then follow the host
+    first = libc.MS_SLAVE if prop & libc.MS_SHARED else prop
+    libc.mount(None, "/", None, first | libc.MS_REC)
     _make_parent_private(root)
     libc.mount(root, root, None, libc.MS_BIND | libc.MS_REC)
     for mnt in spec.mounts:
