@@ -34,10 +34,8 @@ def resolve_path(cgroups_path: str, container_id: str, systemd: bool = False) ->
         return "/" + "/".join([*dirs, unit])
     if not cgroups_path:
         return f"/{container_id}"
-    clean = os.path.normpath("/" + cgroups_path)
-    if cgroups_path.startswith("/"):
-        return clean
-    return clean  # relative: made absolute against the runtime's cgroup per hierarchy
+    # a relative path is placed under the runtime's own cgroup by Manager(relative=True)
+    return os.path.normpath("/" + cgroups_path.lstrip("/"))
 
 
 class Manager:
@@ -214,7 +212,7 @@ def _read(d: str, name: str) -> str:
 def _write(d: str, name: str, value: str) -> None:
     path = os.path.join(d, name)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
         try:
             os.write(fd, value.encode())
         finally:

@@ -1,3 +1,5 @@
-"""The only layer that talks to the kernel through ctypes/libc: syscalls, mounts, capabilities, seccomp, ptys.
+"""The only layer that talks to the kernel through ctypes/libc.
+
+Syscalls, mounts, capabilities, seccomp, ptys, /proc.
 
 May import: oci, errors."""

@@ -99,9 +99,7 @@ def _action(name: str, errno_ret: int | None, where: str) -> int:
             raise Unsupported(f"{where}: SCMP_ACT_NOTIFY needs a seccomp agent (listenerPath)")
         raise InvalidArgument(f"{where}: unknown seccomp action {name!r}")
     value = ACTIONS[name]
-    if name == "SCMP_ACT_ERRNO":
-        value |= (errno.EPERM if errno_ret is None else errno_ret) & 0xFFFF
-    elif name == "SCMP_ACT_TRACE":
+    if name == "SCMP_ACT_ERRNO" or name == "SCMP_ACT_TRACE":
         value |= (errno.EPERM if errno_ret is None else errno_ret) & 0xFFFF
     return value
 

@@ -332,7 +332,8 @@ def _hooks(r: _Reader | None) -> Hooks:
 
 def _id_mappings(r: _Reader, key: str) -> tuple[IDMapping, ...]:
     return tuple(
-        IDMapping(m.integer("containerID", 0) or 0, m.integer("hostID", 0) or 0, m.integer("size", 0) or 0)
+        IDMapping(m.integer("containerID", 0) or 0, m.integer("hostID", 0) or 0,
+                  m.integer("size", 0) or 0)
         for m in r.objs(key)
     )
 
@@ -349,7 +350,8 @@ def _seccomp(r: _Reader) -> Seccomp:
             )
             for a in s.objs("args")
         )
-        calls.append(SeccompSyscall(s.texts("names"), s.text("action"), s.integer("errnoRet"), args))
+        calls.append(
+            SeccompSyscall(s.texts("names"), s.text("action"), s.integer("errnoRet"), args))
     return Seccomp(
         default_action=r.text("defaultAction"),
         default_errno_ret=r.integer("defaultErrnoRet"),

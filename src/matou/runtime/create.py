@@ -216,7 +216,8 @@ def _with_device_allows(spec: Spec) -> dict[str, Any]:
     res = dict(spec.resources)
     if not res.get("devices"):
         return res
-    def allow(kind: str, major: int | None, minor: int | None, access: str = "rwm") -> dict[str, Any]:
+    def allow(kind: str, major: int | None, minor: int | None,
+              access: str = "rwm") -> dict[str, Any]:
         return {"allow": True, "type": kind, "major": major, "minor": minor, "access": access}
     extra = [allow("c", None, None, "m"), allow("b", None, None, "m")]
     extra += [allow(d.type, d.major, d.minor) for d in rootfs.DEFAULT_DEVICES]

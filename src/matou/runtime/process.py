@@ -177,7 +177,7 @@ def become(p: Prepared, exe: str) -> NoReturn:
             raise SystemError_("chdir", proc.cwd, errno.ENOENT)
     except OSError as e:
         raise from_oserror("chdir", proc.cwd, e) from e
-    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
+    env = dict(e.partition("=")[::2] for e in proc.env)
     try:
         os.execve(exe, list(proc.args), env)
     except OSError as e:

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# install.sh — install matou and everything it needs on Debian 12, as root. Idempotent:
+# apt runs only for missing packages; the venv is reused; the checkout is installed editable.
+#   MATOU_VENV   where the virtualenv lives (default /opt/matou/venv)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+venv=${MATOU_VENV:-/opt/matou/venv}
+[ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
+
+# runtime needs: python3-venv, libseccomp2, busybox-static (images for tests and the demo),
+# procps (`ps`), util-linux (unshare, mount); peers for tests/benchmarks: containerd,
+# runc, crun; hyperfine for bench/.
+packages=(python3 python3-venv libseccomp2 busybox-static procps util-linux iproute2
+          containerd runc crun hyperfine)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+[ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check -e "$here[dev]"
+for cmd in matou-runtime; do
+  ln -sf "$venv/bin/$cmd" "/usr/local/bin/$cmd"
+done
+echo "matou installed in $venv ($(matou-runtime --version | head -1))"
