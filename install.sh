@@ -23,6 +23,9 @@ fi
 
 [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -e "$here[dev]"
+# byte-compile now: with PYTHONDONTWRITEBYTECODE set, every run would recompile the
+# sources, which triples matou-runtime's start-up
+"$venv/bin/python" -m compileall -q "$here/src" >/dev/null
 for cmd in matou-runtime; do
   ln -sf "$venv/bin/$cmd" "/usr/local/bin/$cmd"
 done

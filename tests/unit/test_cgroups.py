@@ -43,7 +43,7 @@ def _tree(tmp_path: Path) -> tuple[Manager, dict[str, Path]]:
     return Manager("/ctr", layout=tuple(layout)), dirs
 
 
-def test_set_routes_v1_and_v2(tmp_path: Path) -> None:
+def test_set_routes_v1_and_skips_hybrid_v2(tmp_path: Path) -> None:
     m, d = _tree(tmp_path)
     (d["memory"] / "memory.memsw.limit_in_bytes").write_text("9223372036854771712\n")
     m.set({"memory": {"limit": 100, "swap": 200, "swappiness": 10, "disableOOMKiller": True},
@@ -55,7 +55,25 @@ def test_set_routes_v1_and_v2(tmp_path: Path) -> None:
     assert (d["memory"] / "memory.oom_control").read_text() == "1"
     assert (d["cpu"] / "cpu.cfs_quota_us").read_text() == "5000"
     assert (d["pids"] / "pids.max").read_text() == "max"
-    assert (d["unified"] / "hugetlb.2MB.max").read_text() == "4096"
+    # hybrid: cgroup2 only tracks processes, its controllers stay untouched
+    assert (d["unified"] / "hugetlb.2MB.max").read_text() == "0\n"
+
+
+def test_pure_v2(tmp_path: Path) -> None:
+    mnt = tmp_path / "cg2"
+    d = mnt / "ctr"
+    d.mkdir(parents=True)
+    for f in ("memory.max", "cpu.max", "cpu.weight", "pids.max", "cgroup.procs"):
+        (d / f).write_text("0\n")
+    (mnt / "cgroup.subtree_control").write_text("")
+    m = Manager("/ctr", layout=(Hierarchy(str(mnt), 2, frozenset({"memory", "cpu", "pids"}),
+                                          ""),))
+    m.set({"memory": {"limit": -1}, "cpu": {"shares": 1024, "quota": 20000, "period": 100000},
+           "pids": {"limit": 5}})
+    assert (d / "memory.max").read_text() == "max"
+    assert (d / "cpu.max").read_text() == "20000 100000"
+    assert (d / "cpu.weight").read_text() == "39"
+    assert (d / "pids.max").read_text() == "5"
 
 
 def test_bad_values(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """One container's cgroup across every hierarchy of the host, and the limits written to it.
 
-Each resource goes to the v1 hierarchy of its controller when there is one, otherwise to
-the cgroup2 hierarchy if it offers the controller (the hybrid layout puts hugetlb there),
-otherwise it is skipped (as runc does for a controller the host does not mount).
+Each resource goes to the v1 hierarchy of its controller when there is one; on a pure
+cgroup2 host, to cgroup2; otherwise it is skipped, as runc does for a controller the host
+does not mount (the hybrid layout's cgroup2 mount only tracks processes).
 Writers are a table per version (crun's habit): ``_V1_WRITERS`` and ``_V2_WRITERS``.
 """
 
@@ -54,7 +54,10 @@ class Manager:
         v1 = {c for h in self.layout if h.version == 1 for c in h.controllers}
         self.v1 = {c: h for h in self.layout if h.version == 1 for c in h.controllers}
         self.v2 = next((h for h in self.layout if h.version == 2), None)
-        self.v2_controllers = (self.v2.controllers - v1) if self.v2 else frozenset()
+        # In the hybrid layout cgroup2 only tracks processes: enabling a controller there
+        # would bind it to v2 for the whole host (as runc, limits are skipped instead).
+        pure_v2 = not v1
+        self.v2_controllers = self.v2.controllers if self.v2 and pure_v2 else frozenset()
 
     @classmethod
     def for_spec(cls, cgroups_path: str, container_id: str, systemd: bool = False) -> Manager:

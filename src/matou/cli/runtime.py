@@ -169,8 +169,6 @@ def _cmd_run(store: Store, a: argparse.Namespace) -> int:
 
 
 def _cmd_exec(store: Store, a: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from matou.oci.runtime_spec import Capabilities, User, parse_process, parse_spec
     from matou.runtime import foreground
     from matou.runtime.exec import ExecOptions, exec_process
@@ -187,21 +185,21 @@ def _cmd_exec(store: Store, a: argparse.Namespace) -> int:
         base = parse_spec(store.load(a.id).config).process
         if base is None:
             raise InvalidArgument("container has no process to derive from")
-        process = replace(base, args=tuple(a.command), terminal=a.tty,
+        process = base._replace(args=tuple(a.command), terminal=a.tty,
                           env=base.env + tuple(a.env), console_size=None)
         if a.cwd:
-            process = replace(process, cwd=a.cwd)
+            process = process._replace(cwd=a.cwd)
         if a.user:
             uid, _, gid = a.user.partition(":")
-            process = replace(process, user=User(int(uid), int(gid or 0), None,
+            process = process._replace(user=User(int(uid), int(gid or 0), None,
                                                  tuple(a.additional_gids)))
         if a.cap and process.capabilities is not None:
             c = process.capabilities
-            process = replace(process, capabilities=Capabilities(
+            process = process._replace(capabilities=Capabilities(
                 *(tuple(dict.fromkeys(getattr(c, s) + tuple(a.cap))) for s in
                   ("bounding", "effective", "inheritable", "permitted", "ambient"))))
         if a.no_new_privs:
-            process = replace(process, no_new_privileges=True)
+            process = process._replace(no_new_privileges=True)
     ours = theirs = None
     if process.terminal and not a.console_socket:
         if a.detach:

@@ -8,13 +8,12 @@ linux/prctl.h, linux/capability.h).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
-import platform
 
 from matou.errors import SystemError_
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# by soname, not ctypes.util.find_library: that runs ldconfig on every start
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 # linux/sched.h
 CLONE_NEWTIME = 0x00000080
@@ -94,7 +93,7 @@ _SYSCALLS = {
     "aarch64": {"pivot_root": 41, "setns": 268, "unshare": 97, "capget": 90, "capset": 91,
                 "close_range": 436, "pidfd_open": 434},
 }
-_NR = _SYSCALLS.get(platform.machine(), _SYSCALLS["x86_64"])
+_NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
 
 _libc.syscall.restype = ctypes.c_long
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,

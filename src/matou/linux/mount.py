@@ -12,7 +12,7 @@ import errno
 import os
 import stat
 from collections import deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from matou.errors import InvalidArgument, SystemError_, from_oserror
 from matou.linux import libc
@@ -75,8 +75,7 @@ _STATVFS_TO_MS = {
 }
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     flags: int
     propagation: tuple[int, ...]
     data: str

@@ -8,7 +8,6 @@ container's root.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 from collections import Counter
 
@@ -73,7 +72,7 @@ _lib: ctypes.CDLL | None = None
 def _library() -> ctypes.CDLL:
     global _lib
     if _lib is None:
-        name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+        name = "libseccomp.so.2"  # not find_library: it runs ldconfig, on every start
         try:
             lib = ctypes.CDLL(name, use_errno=True)
         except OSError as e:
@@ -145,9 +144,9 @@ class Filter:
             op = OPERATORS.get(a.op)
             if op is None:
                 raise InvalidArgument(f"{where}: unknown seccomp operator {a.op!r}")
-            if not 0 <= a.index < 6:
-                raise InvalidArgument(f"{where}: argument index {a.index} out of range")
-            conds.append(_ArgCmp(a.index, op, a.value, a.value_two))
+            if not 0 <= a.arg_index < 6:
+                raise InvalidArgument(f"{where}: argument index {a.arg_index} out of range")
+            conds.append(_ArgCmp(a.arg_index, op, a.value, a.value_two))
         # Conditions on one argument each are ANDed in one rule; several on the same
         # argument cannot be, so (as runc) each becomes a rule of its own, ORed.
         repeated = any(n > 1 for n in Counter(c.arg for c in conds).values())

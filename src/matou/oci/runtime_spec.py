@@ -1,5 +1,8 @@
 """Typed records of the OCI runtime spec (config.json) and their parser.
 
+Records are NamedTuples rather than frozen dataclasses: every runtime command parses a
+spec, and generating dataclass methods costs milliseconds at import on that path.
+
 Parsing checks types field by field and names the offending path in its error
 (``config.json: process.user.uid: expected integer``); unknown fields are kept in
 the raw dict but ignored, as the spec asks. Pure: no I/O.
@@ -8,8 +11,7 @@ the raw dict but ignored, as the spec asks. Pure: no I/O.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from matou.errors import InvalidArgument
 
@@ -73,23 +75,20 @@ class _Reader:
         return dict(v)
 
 
-@dataclass(frozen=True)
-class User:
+class User(NamedTuple):
     uid: int = 0
     gid: int = 0
     umask: int | None = None
     additional_gids: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
-class Rlimit:
+class Rlimit(NamedTuple):
     type: str
     soft: int
     hard: int
 
 
-@dataclass(frozen=True)
-class Capabilities:
+class Capabilities(NamedTuple):
     bounding: tuple[str, ...] = ()
     effective: tuple[str, ...] = ()
     inheritable: tuple[str, ...] = ()
@@ -97,20 +96,18 @@ class Capabilities:
     ambient: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class ConsoleSize:
+class ConsoleSize(NamedTuple):
     height: int
     width: int
 
 
-@dataclass(frozen=True)
-class Process:
+class Process(NamedTuple):
     args: tuple[str, ...]
     cwd: str
     env: tuple[str, ...] = ()
     terminal: bool = False
     console_size: ConsoleSize | None = None
-    user: User = field(default_factory=User)
+    user: User = User()
     capabilities: Capabilities | None = None
     rlimits: tuple[Rlimit, ...] = ()
     no_new_privileges: bool = False
@@ -119,30 +116,26 @@ class Process:
     oom_score_adj: int | None = None
 
 
-@dataclass(frozen=True)
-class Root:
+class Root(NamedTuple):
     path: str
     readonly: bool = False
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(NamedTuple):
     destination: str
     type: str = ""
     source: str = ""
     options: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Hook:
+class Hook(NamedTuple):
     path: str
     args: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
     timeout: int | None = None
 
 
-@dataclass(frozen=True)
-class Hooks:
+class Hooks(NamedTuple):
     prestart: tuple[Hook, ...] = ()
     create_runtime: tuple[Hook, ...] = ()
     create_container: tuple[Hook, ...] = ()
@@ -151,21 +144,18 @@ class Hooks:
     poststop: tuple[Hook, ...] = ()
 
 
-@dataclass(frozen=True)
-class Namespace:
+class Namespace(NamedTuple):
     type: str
     path: str = ""
 
 
-@dataclass(frozen=True)
-class IDMapping:
+class IDMapping(NamedTuple):
     container_id: int
     host_id: int
     size: int
 
 
-@dataclass(frozen=True)
-class Device:
+class Device(NamedTuple):
     path: str
     type: str
     major: int = 0
@@ -175,8 +165,7 @@ class Device:
     gid: int | None = None
 
 
-@dataclass(frozen=True)
-class DeviceRule:
+class DeviceRule(NamedTuple):
     allow: bool
     type: str = "a"
     major: int | None = None
@@ -184,24 +173,21 @@ class DeviceRule:
     access: str = "rwm"
 
 
-@dataclass(frozen=True)
-class SeccompArg:
-    index: int
+class SeccompArg(NamedTuple):
+    arg_index: int
     value: int
     value_two: int
     op: str
 
 
-@dataclass(frozen=True)
-class SeccompSyscall:
+class SeccompSyscall(NamedTuple):
     names: tuple[str, ...]
     action: str
     errno_ret: int | None = None
     args: tuple[SeccompArg, ...] = ()
 
 
-@dataclass(frozen=True)
-class Seccomp:
+class Seccomp(NamedTuple):
     default_action: str
     default_errno_ret: int | None = None
     architectures: tuple[str, ...] = ()
@@ -210,30 +196,31 @@ class Seccomp:
     syscalls: tuple[SeccompSyscall, ...] = ()
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(NamedTuple):
+    """A parsed config.json; every field is set by parse_spec."""
+
     oci_version: str
     process: Process | None
     root: Root | None
-    hostname: str = ""
-    domainname: str = ""
-    mounts: tuple[Mount, ...] = ()
-    hooks: Hooks = field(default_factory=Hooks)
-    annotations: dict[str, str] = field(default_factory=dict)
-    namespaces: tuple[Namespace, ...] = ()
-    uid_mappings: tuple[IDMapping, ...] = ()
-    gid_mappings: tuple[IDMapping, ...] = ()
-    devices: tuple[Device, ...] = ()
-    cgroups_path: str = ""
-    resources: dict[str, Any] = field(default_factory=dict)
-    sysctl: dict[str, str] = field(default_factory=dict)
-    seccomp: Seccomp | None = None
-    rootfs_propagation: str = ""
-    masked_paths: tuple[str, ...] = ()
-    readonly_paths: tuple[str, ...] = ()
-    mount_label: str = ""
-    personality: str = ""
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    hostname: str
+    domainname: str
+    mounts: tuple[Mount, ...]
+    hooks: Hooks
+    annotations: dict[str, str]
+    namespaces: tuple[Namespace, ...]
+    uid_mappings: tuple[IDMapping, ...]
+    gid_mappings: tuple[IDMapping, ...]
+    devices: tuple[Device, ...]
+    cgroups_path: str
+    resources: dict[str, Any]
+    sysctl: dict[str, str]
+    seccomp: Seccomp | None
+    rootfs_propagation: str
+    masked_paths: tuple[str, ...]
+    readonly_paths: tuple[str, ...]
+    mount_label: str
+    personality: str
+    raw: dict[str, Any]
 
     def namespace(self, kind: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -343,7 +330,7 @@ def _seccomp(r: _Reader) -> Seccomp:
     for s in r.objs("syscalls"):
         args = tuple(
             SeccompArg(
-                index=a.integer("index", 0) or 0,
+                arg_index=a.integer("index", 0) or 0,
                 value=a.integer("value", 0) or 0,
                 value_two=a.integer("valueTwo", 0) or 0,
                 op=a.text("op"),

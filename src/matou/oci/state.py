@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 OCI_VERSION = "1.2.0"
 
@@ -14,13 +13,12 @@ PAUSED = "paused"
 STOPPED = "stopped"
 
 
-@dataclass(frozen=True)
-class State:
+class State(NamedTuple):
     id: str
     status: str
     pid: int
     bundle: str
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str]
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

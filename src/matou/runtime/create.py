@@ -17,16 +17,13 @@ containerd shim is a subreaper; `run` makes itself one).
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import pwd
 import signal
 import socket
 import time
-import traceback
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from matou.cgroups import Manager
 from matou.errors import FailedPrecondition, InvalidArgument, MatouError, from_oserror
@@ -35,15 +32,14 @@ from matou.linux import pty as ptys
 from matou.linux.mount import secure_join
 from matou.oci import state as oci_state
 from matou.oci.runtime_spec import Spec, load_spec_bytes
-from matou.runtime import hooks, log, rootfs
+from matou.runtime import rootfs
 from matou.runtime.channel import Channel, ChildError
 from matou.runtime.process import Prepared, become, close_inherited, find_executable, prepare
 from matou.runtime.process import seal_imports as _seal
 from matou.runtime.store import Record, Store
 
 
-@dataclass
-class Options:
+class Options(NamedTuple):
     container_id: str
     bundle: str
     pid_file: str = ""
@@ -143,13 +139,16 @@ def _launch(store: Store, opts: Options, spec: Spec, bundle: str, root: str,
             console.connect(opts.console_socket)
         except OSError as e:
             raise from_oserror("connect console socket", opts.console_socket, e) from e
+    if any(spec.hooks):
+        # the children run hooks too, and may not import anything once forked
+        from matou.runtime import hooks
     parent, child = Channel.pair()
     cgroup_ns = spec.namespace("cgroup")
     user_ns = spec.namespace("user")
     ctx = rootfs.Context(
         spec=spec, rootfs=root, bundle=bundle, cgroup=cgroup,
         new_cgroupns=cgroup_ns is not None and not cgroup_ns.path,
-        in_userns=user_ns is not None, devnull=-1,
+        in_userns=user_ns is not None,
     )
     keep = {child.fileno(), listener.fileno(), *(fd for _, fd in joins)}
     if console is not None:
@@ -186,9 +185,12 @@ def _launch(store: Store, opts: Options, spec: Spec, bundle: str, root: str,
             annotations=spec.annotations,
         )
         parent.expect("namespaces")
-        state = store.oci_state(rec, oci_state.CREATING)
-        hooks.run(spec.hooks.prestart, state, "prestart")
-        hooks.run(spec.hooks.create_runtime, state, "createRuntime")
+        if spec.hooks.prestart or spec.hooks.create_runtime:
+            from matou.runtime import hooks
+
+            state = store.oci_state(rec, oci_state.CREATING)
+            hooks.run(spec.hooks.prestart, state, "prestart")
+            hooks.run(spec.hooks.create_runtime, state, "createRuntime")
         parent.send("ok")
         parent.expect("created")
         store.save(rec)
@@ -261,8 +263,6 @@ def _write_id_maps(pid: int, spec: Spec) -> None:
 
 def _fail(ch: Channel, e: BaseException) -> NoReturn:
     msg = str(e) if isinstance(e, MatouError) else f"{type(e).__name__}: {e}"
-    if not isinstance(e, MatouError):
-        log.debug("".join(traceback.format_exception(e)))
     try:
         ch.send("error", message=msg)
     except OSError:
@@ -325,6 +325,8 @@ def _stage2(ch: Channel, ctx: rootfs.Context, prepared: Prepared, opts: Options,
                 f.write(str(proc_spec.oom_score_adj))
         rootfs.prepare_root(ctx)
         if spec.hooks.create_container:
+            from matou.runtime import hooks  # imported before the fork: see _launch
+
             state = oci_state.State(opts.container_id, oci_state.CREATING,
                                     os.getpid(), ctx.bundle, spec.annotations)
             hooks.run(spec.hooks.create_container, state, "createContainer")
@@ -383,6 +385,8 @@ def _wait_for_start(listener: socket.socket, ctx: rootfs.Context, prepared: Prep
         if conn.recv(16) != b"start":
             os._exit(1)
         if ctx.spec.hooks.start_container:
+            from matou.runtime import hooks  # imported before the fork: see _launch
+
             state = oci_state.State(container_id, oci_state.CREATED, os.getpid(), ctx.bundle,
                                     ctx.spec.annotations)
             hooks.run(ctx.spec.hooks.start_container, state, "startContainer")
@@ -394,35 +398,6 @@ def _wait_for_start(listener: socket.socket, ctx: rootfs.Context, prepared: Prep
         except OSError:
             pass
         os._exit(127 if isinstance(e, OSError) or "exec" in msg else 1)
-
-
-def start_handshake(path: str) -> None:
-    """`start`: wake the init waiting on ``path`` and wait until it has exec'd (EOF) or
-    failed (an error text)."""
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        conn.connect(path)
-    except OSError as e:
-        raise FailedPrecondition(f"container init is gone: {e.strerror}") from e
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    conn.sendall(b"start")
-    chunks = []
-    while True:
-        try:
-            data = conn.recv(65536)
-        except OSError as e:
-            if e.errno == errno.ECONNRESET:
-                break
-            raise
-        if not data:
-            break
-        chunks.append(data)
-    conn.close()
-    if chunks:
-        raise FailedPrecondition(b"".join(chunks).decode(errors="replace"))
 
 
 def dumps_state(rec: Record, store: Store) -> str:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import dataclass
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from matou.errors import FailedPrecondition, from_oserror
 from matou.linux import libc, proc
@@ -31,8 +30,7 @@ from matou.runtime.store import Store
 _JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 
 
-@dataclass
-class ExecOptions:
+class ExecOptions(NamedTuple):
     container_id: str
     process: Process
     pid_file: str = ""

@@ -17,8 +17,7 @@ import os
 import resource
 import stat
 import sys
-from dataclasses import dataclass
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from matou.errors import InvalidArgument, SystemError_, from_oserror
 from matou.linux import caps, libc
@@ -37,8 +36,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _U64 = (1 << 64) - 1
 
 
-@dataclass(frozen=True)
-class CapSets:
+class CapSets(NamedTuple):
     bounding: int
     effective: int
     permitted: int
@@ -46,8 +44,7 @@ class CapSets:
     ambient: int
 
 
-@dataclass
-class Prepared:
+class Prepared(NamedTuple):
     process: Process
     caps: CapSets | None
     rlimits: list[tuple[int, int, int]]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 
 from matou.cgroups import Manager
 from matou.cgroups.layout import hierarchies
@@ -41,15 +40,18 @@ DEV_LINKS = (
 )
 
 
-@dataclass
 class Context:
-    spec: Spec
-    rootfs: str          # real path, no symlinks
-    bundle: str
-    cgroup: Manager
-    new_cgroupns: bool
-    in_userns: bool
-    devnull: int         # O_PATH fd of the host's /dev/null, verified
+    """What building the rootfs needs; ``devnull`` is set inside the container's init."""
+
+    def __init__(self, spec: Spec, rootfs: str, bundle: str, cgroup: Manager,
+                 new_cgroupns: bool, in_userns: bool) -> None:
+        self.spec = spec
+        self.rootfs = rootfs            # real path, no symlinks
+        self.bundle = bundle
+        self.cgroup = cgroup
+        self.new_cgroupns = new_cgroupns
+        self.in_userns = in_userns
+        self.devnull = -1               # O_PATH fd of the host's /dev/null, verified
 
 
 def open_host_devnull() -> int:

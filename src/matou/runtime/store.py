@@ -15,8 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from matou.cgroups import Manager
 from matou.errors import AlreadyExists, InvalidArgument, NotFound, from_oserror
@@ -32,8 +31,7 @@ def check_id(container_id: str) -> None:
         raise InvalidArgument(f"invalid container id {container_id!r}")
 
 
-@dataclass
-class Record:
+class Record(NamedTuple):
     id: str
     pid: int
     pid_start: int | None
@@ -44,7 +42,7 @@ class Record:
     cgroup_path: str
     cgroup_relative: bool
     config: dict[str, Any]
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str]
     started: bool = False
 
     def cgroup(self) -> Manager:
@@ -78,7 +76,7 @@ class Store:
         d = self.dir(rec.id)
         tmp = os.path.join(d, ".state.json.tmp")
         with open(tmp, "w") as f:
-            json.dump(asdict(rec), f)
+            json.dump(rec._asdict(), f)
             f.flush()
             os.fsync(f.fileno())
         os.rename(tmp, os.path.join(d, "state.json"))
