@@ -47,17 +47,18 @@ class Manager:
         self.relative = relative
         self.layout = hierarchies() if layout is None else layout
         own = own_paths() if relative else {}
-        self.dirs: dict[Hierarchy, str] = {}
-        for h in self.layout:
-            base = own.get(h.key, "/") if relative else "/"
-            self.dirs[h] = os.path.join(h.mountpoint, base.lstrip("/"), path.lstrip("/"))
         v1 = {c for h in self.layout if h.version == 1 for c in h.controllers}
         self.v1 = {c: h for h in self.layout if h.version == 1 for c in h.controllers}
-        self.v2 = next((h for h in self.layout if h.version == 2), None)
-        # In the hybrid layout cgroup2 only tracks processes: enabling a controller there
-        # would bind it to v2 for the whole host (as runc, limits are skipped instead).
-        pure_v2 = not v1
-        self.v2_controllers = self.v2.controllers if self.v2 and pure_v2 else frozenset()
+        # In the hybrid layout cgroup2 holds no controller matou may use (enabling one
+        # there would bind it to v2 for the whole host), so the container stays out of it.
+        self.v2 = None if v1 else next((h for h in self.layout if h.version == 2), None)
+        self.v2_controllers = self.v2.controllers if self.v2 else frozenset()
+        self.dirs: dict[Hierarchy, str] = {}
+        for h in self.layout:
+            if h.version == 2 and self.v2 is None:
+                continue
+            base = own.get(h.key, "/") if relative else "/"
+            self.dirs[h] = os.path.join(h.mountpoint, base.lstrip("/"), path.lstrip("/"))
 
     @classmethod
     def for_spec(cls, cgroups_path: str, container_id: str, systemd: bool = False) -> Manager:
@@ -102,6 +103,16 @@ class Manager:
     def add(self, pid: int) -> None:
         for d in self.dirs.values():
             _write(d, "cgroup.procs", str(pid))
+
+    def join_self(self) -> None:
+        """Move the calling (single-threaded) process into the cgroup.
+
+        A v1 thread moving itself through `tasks` skips the global threadgroup lock,
+        whose first writer after a quiet spell waits a whole RCU grace period (~10 ms
+        here); writing a pid to cgroup.procs always takes it.
+        """
+        for h, d in self.dirs.items():
+            _write(d, "tasks" if h.version == 1 else "cgroup.procs", "0")
 
     def exists(self) -> bool:
         return any(os.path.isdir(d) for d in self.dirs.values())

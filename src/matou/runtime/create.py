@@ -165,15 +165,15 @@ def _launch(store: Store, opts: Options, spec: Spec, bundle: str, root: str,
         console.close()
     init_pid = 0
     try:
+        parent.expect("cgroup")
+        cgroup.create()
+        cgroup.set(_with_device_allows(spec))
+        parent.send("ok")
+        parent.expect("joined")
         if user_ns is not None and not user_ns.path:
             parent.expect("userns")
             _write_id_maps(pid1, spec)
             parent.send("ok")
-        parent.expect("cgroup")
-        cgroup.create()
-        cgroup.add(pid1)
-        cgroup.set(_with_device_allows(spec))
-        parent.send("ok")
         init_pid = int(parent.expect("pid")["pid"])
         _reap(pid1)
         parent.send("go")
@@ -280,6 +280,12 @@ def _stage1(ch: Channel, ctx: rootfs.Context, prepared: Prepared, opts: Options,
         _seal()
         close_inherited(keep, prepared.preserve_fds)
         spec = ctx.spec
+        # join the cgroup while still the host's root: from a user namespace the
+        # cgroup files are no longer ours to write
+        ch.send("cgroup")
+        ch.expect("ok")
+        ctx.cgroup.join_self()
+        ch.send("joined")
         for kind, fd in joins:
             libc.setns(fd, libc.NAMESPACE_FLAGS[kind], kind)
             os.close(fd)
@@ -291,8 +297,6 @@ def _stage1(ch: Channel, ctx: rootfs.Context, prepared: Prepared, opts: Options,
         if user is not None:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
-        ch.send("cgroup")
-        ch.expect("ok")
         flags = 0
         for ns in spec.namespaces:
             if not ns.path and ns.type != "user":

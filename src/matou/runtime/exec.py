@@ -15,6 +15,7 @@ import os
 import socket
 from typing import NamedTuple, NoReturn
 
+from matou.cgroups import Manager
 from matou.errors import FailedPrecondition, from_oserror
 from matou.linux import libc, proc
 from matou.linux import pty as ptys
@@ -75,16 +76,14 @@ def exec_process(store: Store, opts: ExecOptions) -> int:
     pid1 = os.fork()
     if pid1 == 0:
         parent.close()
-        _stage1(child, prepared, joins, console, keep)
+        _stage1(child, prepared, joins, console, keep, rec.cgroup())
     child.close()
     for _, fd in joins:
         os.close(fd)
     if console is not None and opts.console_socket:
         console.close()
     try:
-        parent.expect("cgroup")
-        rec.cgroup().add(pid1)
-        parent.send("ok")
+        parent.expect("joined")
         pid = int(parent.expect("pid")["pid"])
         _reap(pid1)
         parent.send("go")
@@ -105,13 +104,13 @@ def exec_process(store: Store, opts: ExecOptions) -> int:
 
 
 def _stage1(ch: Channel, prepared: Prepared, joins: list[tuple[str, int]],
-            console: socket.socket | None, keep: set[int]) -> NoReturn:
+            console: socket.socket | None, keep: set[int], cgroup: Manager) -> NoReturn:
     try:
         libc.prctl(libc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736, see create
         _seal()
         close_inherited(keep, prepared.preserve_fds)
-        ch.send("cgroup")
-        ch.expect("ok")
+        cgroup.join_self()
+        ch.send("joined")
         for kind, fd in joins:
             libc.setns(fd, libc.NAMESPACE_FLAGS[kind], kind)
             os.close(fd)

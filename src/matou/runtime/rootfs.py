@@ -147,6 +147,8 @@ def _mount_cgroup(ctx: Context, target: str, kind: str, opts: m.Options) -> None
         return
     m.mount_at(root, target, "tmpfs", "tmpfs", flags & ~libc.MS_RDONLY, "mode=755")
     for h in layout:
+        if h not in ctx.cgroup.dirs and not ctx.new_cgroupns:
+            continue  # the hybrid layout's cgroup2, which the container does not join
         name = os.path.basename(h.mountpoint)
         sub = m.make_target(root, os.path.join(target[len(root):], name), True)
         if ctx.new_cgroupns:
