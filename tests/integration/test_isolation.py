@@ -214,3 +214,11 @@ def test_rootfs_propagation(rt: Runtime, bundle: Bundle, prop: str) -> None:
         assert "master:" in out
     else:
         assert "shared:" not in out and "master:" not in out
+
+
+def test_personality(rt: Runtime, bundle: Bundle) -> None:
+    bundle.spec["linux"]["personality"] = {"domain": "LINUX32"}
+    assert _out(rt, bundle, "uname -m").strip() in ("i686", "i386", "armv8l")
+    bundle.spec["linux"]["personality"] = {"domain": "BSD"}
+    p = rt.run(bundle, "true")
+    assert p.returncode != 0 and "personality" in p.stderr

@@ -95,6 +95,8 @@ def create(store: Store, opts: Options) -> Record:
         raise InvalidArgument("linux.uidMappings/gidMappings: required with a new user namespace")
     host_ns = {kind: spec.namespace(kind) is None for kind in ("ipc", "network", "uts")}
     rootfs.check_sysctl(spec, host_ns)
+    if spec.personality and spec.personality not in _PERSONALITIES:
+        raise InvalidArgument(f"linux.personality.domain: unknown {spec.personality!r}")
     prepared = prepare(spec.process, spec, opts.preserve_fds)
     cgroup = Manager.for_spec(spec.cgroups_path, opts.container_id, opts.systemd_cgroup)
 
@@ -230,6 +232,9 @@ def _with_device_allows(spec: Spec) -> dict[str, Any]:
     return res
 
 
+_PERSONALITIES = {"LINUX": 0x0000, "LINUX32": 0x0008}  # linux/personality.h PER_*
+
+
 def _owner() -> str:
     try:
         return pwd.getpwuid(os.geteuid()).pw_name
@@ -339,6 +344,8 @@ def _stage2(ch: Channel, ctx: rootfs.Context, prepared: Prepared, opts: Options,
         if spec.domainname:
             libc.setdomainname(spec.domainname)
         rootfs.write_sysctls(spec)
+        if spec.personality:
+            libc.personality(_PERSONALITIES[spec.personality])
         rootfs.mask_and_protect(ctx)
         slave = -1
         if proc_spec.terminal:
