@@ -162,3 +162,41 @@ def test_list_features_spec(rt: Runtime, bundle: Bundle, tmp_path: Path) -> None
     spec = json.loads((tmp_path / "config.json").read_text())
     assert spec["process"]["args"] == ["sh"] and spec["root"]["path"] == "rootfs"
     assert rt("spec").returncode != 0, "spec overwrote an existing config.json"
+
+
+def test_bad_resources_fail_create_cleanly(rt: Runtime, bundle: Bundle) -> None:
+    bundle.spec["linux"]["resources"]["memory"] = {"swappiness": 300}
+    cid = rt.new_id()
+    p = rt("create", "--bundle", str(bundle.write().path), cid, timeout=20)
+    assert p.returncode != 0 and "swappiness" in p.stderr
+    assert rt("state", cid).returncode != 0
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/{cid}"))
+
+
+def test_no_process_until_start(rt: Runtime, bundle: Bundle) -> None:
+    del bundle.spec["process"]
+    cid = rt.new_id()
+    rt("create", "--bundle", str(bundle.write().path), cid, check=True)
+    assert rt.state(cid)["status"] == "created"
+    p = rt("start", cid)
+    assert p.returncode != 0 and "no process" in p.stderr
+    _wait_status(rt, cid, "stopped")
+    rt("delete", cid, check=True)
+
+
+def test_host_namespaces_when_none_asked(rt: Runtime, bundle: Bundle) -> None:
+    bundle.spec["linux"]["namespaces"] = []
+    bundle.spec.pop("hostname")
+    bundle.spec["linux"]["maskedPaths"] = ["/proc/kcore"]
+    bundle.args("sleep", "60")
+    cid = rt.new_id()
+    rt("run", "-d", "--bundle", str(bundle.path), cid, check=True)
+    pid = rt.state(cid)["pid"]
+    for ns in ("net", "mnt", "pid", "ipc", "uts"):
+        assert os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/self/ns/{ns}")
+    assert os.readlink(f"/proc/{pid}/root") == str(bundle.rootfs)
+    with open("/proc/self/mountinfo") as f:
+        assert str(bundle.rootfs) + "/proc" in f.read()
+    rt("delete", "--force", cid, check=True)
+    with open("/proc/self/mountinfo") as f:
+        assert str(bundle.rootfs) not in f.read(), "delete left the container's mounts"

@@ -76,28 +76,27 @@ def write_pid_file(path: str, pid: int) -> None:
 def create(store: Store, opts: Options) -> Record:
     bundle = os.path.realpath(opts.bundle)
     spec = load_bundle(bundle)
-    if spec.process is None:
-        raise InvalidArgument("config.json: process: missing")
     if spec.root is None:
         raise InvalidArgument("config.json: root: missing")
     root = os.path.realpath(os.path.join(bundle, spec.root.path))
     if not os.path.isdir(root):
         raise InvalidArgument(f"root `{root}`: not a directory")
-    if spec.process.terminal and not (opts.console_socket or opts.console_sock):
+    terminal = spec.process is not None and spec.process.terminal
+    if terminal and not (opts.console_socket or opts.console_sock):
         raise InvalidArgument("cannot allocate tty without setting console socket")
-    if not spec.process.terminal and opts.console_socket:
+    if not terminal and opts.console_socket:
         raise InvalidArgument("console socket given but process.terminal is false")
-    mount_ns = spec.namespace("mount")
-    if mount_ns is None:
-        raise InvalidArgument("linux.namespaces: a mount namespace is required")
     user_ns = spec.namespace("user")
     if user_ns is not None and not user_ns.path and not (spec.uid_mappings and spec.gid_mappings):
         raise InvalidArgument("linux.uidMappings/gidMappings: required with a new user namespace")
     host_ns = {kind: spec.namespace(kind) is None for kind in ("ipc", "network", "uts")}
     rootfs.check_sysctl(spec, host_ns)
+    if spec.namespace("mount") is None and spec.root.readonly:
+        raise InvalidArgument("root.readonly: needs a mount namespace of the container's own")
     if spec.personality and spec.personality not in _PERSONALITIES:
         raise InvalidArgument(f"linux.personality.domain: unknown {spec.personality!r}")
-    prepared = prepare(spec.process, spec, opts.preserve_fds)
+    # no process is allowed until `start`, which then fails (runtime spec, "start")
+    prepared = prepare(spec.process, spec, opts.preserve_fds) if spec.process else None
     cgroup = Manager.for_spec(spec.cgroups_path, opts.container_id, opts.systemd_cgroup)
 
     store.reserve(opts.container_id)
@@ -128,7 +127,7 @@ def _join_fds(spec: Spec) -> list[tuple[str, int]]:
 
 
 def _launch(store: Store, opts: Options, spec: Spec, bundle: str, root: str,
-            prepared: Prepared, cgroup: Manager) -> Record:
+            prepared: Prepared | None, cgroup: Manager) -> Record:
     cid = opts.container_id
     joins = _join_fds(spec)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -150,7 +149,7 @@ def _launch(store: Store, opts: Options, spec: Spec, bundle: str, root: str,
     ctx = rootfs.Context(
         spec=spec, rootfs=root, bundle=bundle, cgroup=cgroup,
         new_cgroupns=cgroup_ns is not None and not cgroup_ns.path,
-        in_userns=user_ns is not None,
+        in_userns=user_ns is not None, own_mount_ns=spec.namespace("mount") is not None,
     )
     keep = {child.fileno(), listener.fileno(), *(fd for _, fd in joins)}
     if console is not None:
@@ -190,9 +189,10 @@ def _launch(store: Store, opts: Options, spec: Spec, bundle: str, root: str,
         if spec.hooks.prestart or spec.hooks.create_runtime:
             from matou.runtime import hooks
 
-            state = store.oci_state(rec, oci_state.CREATING)
-            hooks.run(spec.hooks.prestart, state, "prestart")
-            hooks.run(spec.hooks.create_runtime, state, "createRuntime")
+            # runtime-tools expects `created` in the (deprecated) prestart hooks' state
+            hooks.run(spec.hooks.prestart, store.oci_state(rec, oci_state.CREATED), "prestart")
+            hooks.run(spec.hooks.create_runtime, store.oci_state(rec, oci_state.CREATING),
+                      "createRuntime")
         parent.send("ok")
         parent.expect("created")
         store.save(rec)
@@ -200,13 +200,18 @@ def _launch(store: Store, opts: Options, spec: Spec, bundle: str, root: str,
             write_pid_file(opts.pid_file, init_pid)
         return rec
     except BaseException as e:
+        # close first: a child blocked on the channel must see EOF, not wait forever
+        parent.close()
         if init_pid:
             _kill(init_pid)
+        _kill(pid1)
         _reap(pid1)
         try:
             cgroup.destroy()
         except MatouError:
             pass
+        if spec.namespace("mount") is None:
+            rootfs.unmount_under(root)  # they were made in the host's namespace
         if isinstance(e, ChildError):
             raise FailedPrecondition(str(e)) from None
         raise
@@ -275,7 +280,7 @@ def _fail(ch: Channel, e: BaseException) -> NoReturn:
     os._exit(1)
 
 
-def _stage1(ch: Channel, ctx: rootfs.Context, prepared: Prepared, opts: Options,
+def _stage1(ch: Channel, ctx: rootfs.Context, prepared: Prepared | None, opts: Options,
             joins: list[tuple[str, int]], listener: socket.socket,
             console: socket.socket | None, keep: set[int]) -> NoReturn:
     try:
@@ -283,7 +288,7 @@ def _stage1(ch: Channel, ctx: rootfs.Context, prepared: Prepared, opts: Options,
         # while we are in its namespaces (CVE-2019-5736); execve resets this
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
         _seal()
-        close_inherited(keep, prepared.preserve_fds)
+        close_inherited(keep, opts.preserve_fds)
         spec = ctx.spec
         # join the cgroup while still the host's root: from a user namespace the
         # cgroup files are no longer ours to write
@@ -317,10 +322,10 @@ def _stage1(ch: Channel, ctx: rootfs.Context, prepared: Prepared, opts: Options,
         _fail(ch, e)
 
 
-def _stage2(ch: Channel, ctx: rootfs.Context, prepared: Prepared, opts: Options,
+def _stage2(ch: Channel, ctx: rootfs.Context, prepared: Prepared | None, opts: Options,
             listener: socket.socket, console: socket.socket | None) -> NoReturn:
     spec = ctx.spec
-    proc_spec = prepared.process
+    proc_spec = spec.process
     try:
         ch.expect("go")  # the parent has our pid: from here on we own the channel
         net = spec.namespace("network")
@@ -329,7 +334,7 @@ def _stage2(ch: Channel, ctx: rootfs.Context, prepared: Prepared, opts: Options,
         ch.send("namespaces")
         ch.expect("ok")
         ctx.devnull = rootfs.open_host_devnull()
-        if proc_spec.oom_score_adj is not None:
+        if proc_spec is not None and proc_spec.oom_score_adj is not None:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(proc_spec.oom_score_adj))
         rootfs.prepare_root(ctx)
@@ -348,7 +353,8 @@ def _stage2(ch: Channel, ctx: rootfs.Context, prepared: Prepared, opts: Options,
             libc.personality(_PERSONALITIES[spec.personality])
         rootfs.mask_and_protect(ctx)
         slave = -1
-        if proc_spec.terminal:
+        terminal = proc_spec is not None and proc_spec.terminal
+        if proc_spec is not None and terminal:
             ptmx = secure_join(ctx.rootfs, "/dev/ptmx")
             master, slave, name = ptys.open_pty(ptmx if os.path.exists(ptmx) else "/dev/ptmx")
             if proc_spec.console_size is not None:
@@ -356,8 +362,8 @@ def _stage2(ch: Channel, ctx: rootfs.Context, prepared: Prepared, opts: Options,
             rootfs.bind_console(ctx, slave)
         rootfs.enter(ctx, opts.no_pivot)
         os.close(ctx.devnull)
-        exe = _find_in_container(prepared)
-        if proc_spec.terminal:
+        exe = _find_in_container(prepared) if prepared is not None else ""
+        if terminal:
             assert console is not None
             ptys.send_console(console, master, name)
             os.close(master)
@@ -381,7 +387,7 @@ def _find_in_container(prepared: Prepared) -> str:
         raise from_oserror("exec", p.args[0], e) from e
 
 
-def _wait_for_start(listener: socket.socket, ctx: rootfs.Context, prepared: Prepared,
+def _wait_for_start(listener: socket.socket, ctx: rootfs.Context, prepared: Prepared | None,
                     exe: str, container_id: str) -> NoReturn:
     while True:
         try:
@@ -401,6 +407,8 @@ def _wait_for_start(listener: socket.socket, ctx: rootfs.Context, prepared: Prep
             state = oci_state.State(container_id, oci_state.CREATED, os.getpid(), ctx.bundle,
                                     ctx.spec.annotations)
             hooks.run(ctx.spec.hooks.start_container, state, "startContainer")
+        if prepared is None:
+            raise FailedPrecondition("config.json has no process to start")
         become(prepared, exe)
     except BaseException as e:
         msg = str(e) if isinstance(e, MatouError) else f"{type(e).__name__}: {e}"

@@ -41,6 +41,10 @@ def delete(store: Store, container_id: str, force: bool = False) -> None:
             break
         time.sleep(0.005)
     cg.destroy()
+    if spec.namespace("mount") is None:
+        from matou.runtime.rootfs import unmount_under
+
+        unmount_under(rec.rootfs)
     store.remove(container_id)
     if spec.hooks.poststop:
         try:

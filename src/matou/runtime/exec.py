@@ -22,7 +22,7 @@ from matou.linux import pty as ptys
 from matou.oci import state as oci_state
 from matou.oci.runtime_spec import Process, parse_spec
 from matou.runtime.channel import Channel, ChildError
-from matou.runtime.create import _fail, _reap, write_pid_file
+from matou.runtime.create import _fail, _kill, _reap, write_pid_file
 from matou.runtime.process import Prepared, become, close_inherited, find_executable, prepare
 from matou.runtime.process import seal_imports as _seal
 from matou.runtime.store import Store
@@ -93,9 +93,13 @@ def exec_process(store: Store, opts: ExecOptions) -> int:
             msg = b""
         if msg:
             raise ChildError(str(json.loads(msg).get("message")))
-    except ChildError as e:
+    except BaseException as e:
+        parent.close()  # a child blocked on the channel must see EOF
+        _kill(pid1)
         _reap(pid1)
-        raise FailedPrecondition(str(e)) from None
+        if isinstance(e, ChildError):
+            raise FailedPrecondition(str(e)) from None
+        raise
     finally:
         parent.close()
     if opts.pid_file:

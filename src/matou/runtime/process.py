@@ -5,9 +5,9 @@ names, rlimit names) and compiles the seccomp filter, so that nothing in the con
 root is ever looked up to do it. ``become`` runs in the child, inside the container,
 and ends in execve:
 
-    rlimits → fds → [seccomp unless noNewPrivileges] → bounding set → groups/gid/uid
-    (keeping caps) → effective/permitted/inheritable → ambient → noNewPrivileges →
-    [seccomp if noNewPrivileges] → umask → cwd (checked: CVE-2024-21626) → execve
+    rlimits → fds → cwd (checked: CVE-2024-21626) → [seccomp unless noNewPrivileges] →
+    bounding set → groups/gid/uid (keeping caps) → effective/permitted/inheritable →
+    ambient → noNewPrivileges → [seccomp if noNewPrivileges] → umask → execve
 """
 
 from __future__ import annotations
@@ -142,6 +142,14 @@ def become(p: Prepared, exe: str) -> NoReturn:
                                ) from e
     # fds the runtime still holds are close-on-exec; fds preserved for the process are not
     libc.close_range_cloexec(3 + p.preserve_fds)
+    # as root, before seccomp (a filter may deny getcwd) — as runc and crun do
+    try:
+        os.chdir(proc.cwd)
+        # the kernel reports a cwd outside our root as unreachable; never exec there
+        if not os.getcwd().startswith("/"):
+            raise SystemError_("chdir", proc.cwd, errno.ENOENT)
+    except OSError as e:
+        raise from_oserror("chdir", proc.cwd, e) from e
     if p.seccomp is not None and not proc.no_new_privileges:
         p.seccomp.load()  # needs CAP_SYS_ADMIN, still held here
     if p.caps is not None:
@@ -167,13 +175,6 @@ def become(p: Prepared, exe: str) -> NoReturn:
     if p.seccomp is not None and proc.no_new_privileges:
         p.seccomp.load()
     os.umask(0o022 if user.umask is None else user.umask)
-    try:
-        os.chdir(proc.cwd)
-        # the kernel reports a cwd outside our root as unreachable; never exec there
-        if not os.getcwd().startswith("/"):
-            raise SystemError_("chdir", proc.cwd, errno.ENOENT)
-    except OSError as e:
-        raise from_oserror("chdir", proc.cwd, e) from e
     env = dict(e.partition("=")[::2] for e in proc.env)
     try:
         os.execve(exe, list(proc.args), env)

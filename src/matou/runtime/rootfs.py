@@ -44,13 +44,16 @@ class Context:
     """What building the rootfs needs; ``devnull`` is set inside the container's init."""
 
     def __init__(self, spec: Spec, rootfs: str, bundle: str, cgroup: Manager,
-                 new_cgroupns: bool, in_userns: bool) -> None:
+                 new_cgroupns: bool, in_userns: bool, own_mount_ns: bool) -> None:
         self.spec = spec
         self.rootfs = rootfs            # real path, no symlinks
         self.bundle = bundle
         self.cgroup = cgroup
         self.new_cgroupns = new_cgroupns
         self.in_userns = in_userns
+        # without a mount namespace of its own the container's mounts are the host's:
+        # no propagation change, no pivot_root (chroot), and `delete` unmounts them
+        self.own_mount_ns = own_mount_ns
         self.devnull = -1               # O_PATH fd of the host's /dev/null, verified
 
 
@@ -65,6 +68,11 @@ def open_host_devnull() -> int:
 
 def prepare_root(ctx: Context) -> None:
     spec, root = ctx.spec, ctx.rootfs
+    if not ctx.own_mount_ns:
+        for mnt in spec.mounts:
+            _mount(ctx, mnt)
+        _devices(ctx)
+        return
     prop = m.PROPAGATION.get(spec.rootfs_propagation or "rslave")
     if prop is None:
         raise InvalidArgument(f"linux.rootfsPropagation: unknown {spec.rootfs_propagation!r}")
@@ -264,6 +272,11 @@ def mask_and_protect(ctx: Context) -> None:
 
 def enter(ctx: Context, no_pivot: bool) -> None:
     root = ctx.rootfs
+    if not ctx.own_mount_ns:
+        os.chdir(root)
+        os.chroot(".")
+        os.chdir("/")
+        return
     if no_pivot:
         os.chdir(root)
         libc.mount(root, "/", None, libc.MS_MOVE)
@@ -289,6 +302,21 @@ def enter(ctx: Context, no_pivot: bool) -> None:
                    | m.locked_flags("/"))
     if spec.rootfs_propagation:
         libc.mount(None, "/", None, m.PROPAGATION[spec.rootfs_propagation])
+
+
+def unmount_under(root: str) -> None:
+    """Detach every mount at or below ``root`` in our namespace, deepest first."""
+    targets = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point == root or point.startswith(root.rstrip("/") + "/"):
+                targets.append(point)
+    for point in sorted(targets, key=len, reverse=True):
+        try:
+            libc.umount2(point, libc.MNT_DETACH)
+        except SystemError_:
+            pass
 
 
 _IPC_SYSCTLS = {
