@@ -8,7 +8,7 @@ import pytest
 
 from matou.cgroups.layout import Hierarchy
 from matou.cgroups.manager import Manager, resolve_path
-from matou.errors import InvalidArgument
+from matou.errors import InvalidArgument, Unsupported
 
 
 def test_resolve_path() -> None:
@@ -48,14 +48,16 @@ def test_set_routes_v1_and_skips_hybrid_v2(tmp_path: Path) -> None:
     (d["memory"] / "memory.memsw.limit_in_bytes").write_text("9223372036854771712\n")
     m.set({"memory": {"limit": 100, "swap": 200, "swappiness": 10, "disableOOMKiller": True},
            "cpu": {"shares": 512, "quota": 5000, "period": 10000},
-           "pids": {"limit": 0},
-           "hugepageLimits": [{"pageSize": "2MB", "limit": 4096}]})
+           "pids": {"limit": 0}})
     assert (d["memory"] / "memory.limit_in_bytes").read_text() == "100"
     assert (d["memory"] / "memory.memsw.limit_in_bytes").read_text() == "200"
     assert (d["memory"] / "memory.oom_control").read_text() == "1"
     assert (d["cpu"] / "cpu.cfs_quota_us").read_text() == "5000"
     assert (d["pids"] / "pids.max").read_text() == "max"
-    # hybrid: cgroup2 only tracks processes, its controllers stay untouched
+    # hybrid: cgroup2 only tracks processes, its controllers stay untouched, and a limit
+    # for a controller with no v1 hierarchy is refused rather than dropped
+    with pytest.raises(Unsupported, match="hugepageLimits"):
+        m.set({"hugepageLimits": [{"pageSize": "2MB", "limit": 4096}]})
     assert (d["unified"] / "hugetlb.2MB.max").read_text() == "0\n"
 
 

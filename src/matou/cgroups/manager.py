@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from matou.cgroups.layout import Hierarchy, hierarchies, own_paths
-from matou.errors import InvalidArgument, SystemError_, from_oserror
+from matou.errors import InvalidArgument, SystemError_, Unsupported, from_oserror
 
 Resources = dict[str, Any]
 
@@ -200,6 +200,10 @@ class Manager:
                 v2_writer = _V2_WRITERS.get(ctrl)
                 if v2_writer is not None:
                     v2_writer(self.dirs[self.v2], resources)
+            elif ctrl in _MUST_HAVE and resources.get(_MUST_HAVE[ctrl]):
+                # a limit that cannot be set is an error, not a silent no-op (as runc)
+                raise Unsupported(f"linux.resources.{_MUST_HAVE[ctrl]}: no {ctrl} cgroup "
+                                  "controller on this host")
         if self.v2 is not None and not self.v1:
             for key, value in (resources.get("unified") or {}).items():
                 if "/" in key or key.startswith("."):
@@ -412,6 +416,7 @@ _V1_WRITERS: list[tuple[str, Callable[[str, Resources], None]]] = [
 
 
 _V2_NAMES = {"blkio": "io"}
+_MUST_HAVE = {"hugetlb": "hugepageLimits", "net_cls": "network"}
 
 
 # -- cgroup v2 writers -------------------------------------------------------------------
