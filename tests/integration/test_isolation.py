@@ -201,6 +201,18 @@ def test_hooks_see_state(rt: Runtime, bundle: Bundle, tmp_path: Path) -> None:
     assert states[0]["pid"] > 0
 
 
+def test_failing_poststart_and_poststop_hooks_only_warn(rt: Runtime, bundle: Bundle,
+                                                       tmp_path: Path) -> None:
+    log = tmp_path / "ran"
+    ok = {"path": "/bin/sh", "args": ["sh", "-c", f"echo ran >> {log}"]}
+    bundle.spec["hooks"] = {"poststart": [{"path": "/bin/false"}, ok],
+                            "poststop": [{"path": "/bin/false"}, ok]}
+    p = rt.run(bundle, "true")
+    assert p.returncode == 0, p.stderr
+    assert log.read_text() == "ran\nran\n"
+    assert p.stderr.count("level=warning") == 2
+
+
 def test_failing_hook_fails_create(rt: Runtime, bundle: Bundle) -> None:
     bundle.spec["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
     p = rt.run(bundle, "true")

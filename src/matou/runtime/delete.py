@@ -6,11 +6,11 @@ from __future__ import annotations
 import signal
 import time
 
-from matou.errors import FailedPrecondition, MatouError, NotFound
+from matou.errors import FailedPrecondition, NotFound
 from matou.linux import proc
 from matou.oci import state as oci_state
 from matou.oci.runtime_spec import parse_spec
-from matou.runtime import hooks, log
+from matou.runtime import log
 from matou.runtime.kill import signal_all
 from matou.runtime.store import Store
 
@@ -47,7 +47,8 @@ def delete(store: Store, container_id: str, force: bool = False) -> None:
         unmount_under(rec.rootfs)
     store.remove(container_id)
     if spec.hooks.poststop:
-        try:
-            hooks.run(spec.hooks.poststop, store.oci_state(rec, oci_state.STOPPED), "poststop")
-        except MatouError as e:
-            log.warning(str(e))
+        from matou.runtime import hooks
+
+        state = store.oci_state(rec, oci_state.STOPPED)
+        for failure in hooks.run_all(spec.hooks.poststop, state, "poststop"):
+            log.warning(failure)

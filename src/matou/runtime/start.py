@@ -7,7 +7,7 @@ import errno
 import os
 import socket
 
-from matou.errors import FailedPrecondition, MatouError
+from matou.errors import FailedPrecondition
 from matou.oci import state as oci_state
 from matou.runtime import log
 from matou.runtime.store import Record, Store
@@ -26,10 +26,9 @@ def start(store: Store, container_id: str) -> Record:
         from matou.runtime import hooks
 
         spec = parse_spec(rec.config)
-        try:
-            hooks.run(spec.hooks.poststart, store.oci_state(rec, oci_state.RUNNING), "poststart")
-        except MatouError as e:
-            log.warning(str(e))
+        state = store.oci_state(rec, oci_state.RUNNING)
+        for failure in hooks.run_all(spec.hooks.poststart, state, "poststart"):
+            log.warning(failure)
     return rec
 
 
