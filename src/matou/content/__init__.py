@@ -1,3 +1,8 @@
-"""Content-addressable blob store (filled by the images issue).
+"""Content-addressable blob store.
 
-May import: linux, oci, errors."""
+May import: linux, oci, errors.
+"""
+
+from matou.content.store import ContentStore, Writer
+
+__all__ = ["ContentStore", "Writer"]

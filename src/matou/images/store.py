@@ -1,0 +1,379 @@
+"""Images: records, tags, layer unpacking, delete with reference counting, prune, gc.
+
+    <root>/images/db.json      {"images": {id: record}, "tags": {reference: id}},
+                               replaced atomically under lock; written LAST, so an image
+                               is visible only once its blobs and snapshots are in place
+    <root>/content/...         config, manifest and layer blobs (matou.content)
+    <root>/snapshots/...       one committed snapshot per layer chain: "layer-<chainID>"
+
+An image's ID is the digest of its config blob, exactly as Docker computes it, so the
+same image has the same ID in both. A crash before the record is written leaves only
+unreferenced blobs and snapshots, which ``gc`` (run at start-up) removes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+from matou.archive.apply import apply_layer
+from matou.content import ContentStore
+from matou.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from matou.oci import reference
+from matou.oci.digest import Digest
+from matou.oci.image import (
+    ImageConfig,
+    Manifest,
+    chain_ids,
+    parse_config,
+    parse_manifest_or_index,
+)
+from matou.snapshots import Snapshotter
+
+LAYER_PREFIX = "layer-"
+EXTRACT_PREFIX = "extract-"
+DEFAULT_MAX_LAYER = 64 << 30  # an uncompressed layer larger than this is a bomb
+
+
+class Image(NamedTuple):
+    id: Digest
+    config: ImageConfig
+    manifest: Digest | None
+    parent: Digest | None
+    tags: tuple[str, ...]
+    loaded: float
+    layer_sizes: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(self.layer_sizes)
+
+    @property
+    def top_layer(self) -> str | None:
+        chain = chain_ids(self.config.rootfs_diff_ids)
+        return LAYER_PREFIX + chain[-1].hex if chain else None
+
+
+class LayerSource(NamedTuple):
+    """A layer blob already in the content store, to be unpacked as ``diff_id``."""
+    blob: Digest
+    diff_id: Digest
+
+
+class ImageStore:
+    def __init__(self, root: str, content: ContentStore, snapshots: Snapshotter,
+                 parallel: int = 2) -> None:
+        self.root = root
+        self.content = content
+        self.snapshots = snapshots
+        self.parallel = max(1, parallel)
+        os.makedirs(root, 0o700, exist_ok=True)
+        self._db = os.path.join(root, "db.json")
+
+    # -- the record file --------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            db = self._load()
+            before = json.dumps(db, sort_keys=True)
+            yield db
+            if json.dumps(db, sort_keys=True) != before:
+                tmp = self._db + ".tmp"
+                with open(tmp, "w") as f:
+                    json.dump(db, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.rename(tmp, self._db)
+        finally:
+            os.close(fd)
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            with open(self._db) as f:
+                data: dict[str, Any] = json.load(f)
+                return data
+        except FileNotFoundError:
+            return {"images": {}, "tags": {}}
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _image(self, db: dict[str, Any], image_id: str) -> Image:
+        raw = db["images"][image_id]
+        digest = Digest.parse(image_id)
+        config = parse_config(self.content.read(digest))
+        tags = tuple(sorted(t for t, i in db["tags"].items() if i == image_id))
+        return Image(
+            id=digest, config=config,
+            manifest=Digest.parse(raw["manifest"]) if raw.get("manifest") else None,
+            parent=Digest.parse(raw["parent"]) if raw.get("parent") else None,
+            tags=tags, loaded=raw.get("loaded", 0.0),
+            layer_sizes=tuple(raw.get("layer_sizes", ())),
+        )
+
+    def images(self) -> list[Image]:
+        db = self._load()
+        return [self._image(db, i) for i in sorted(db["images"])]
+
+    def resolve(self, name: str) -> Digest:
+        """An image by reference (``busybox``, ``host/a:tag``), full ID or ID prefix."""
+        db = self._load()
+        return Digest.parse(self._resolve(db, name))
+
+    def _resolve(self, db: dict[str, Any], name: str) -> str:
+        bare = name.removeprefix("sha256:")
+        if reference.is_image_id_like(name):
+            matches = [i for i in db["images"] if i.removeprefix("sha256:").startswith(bare)]
+            if len(matches) == 1:
+                return str(matches[0])
+            if len(matches) > 1:
+                raise InvalidArgument(f"image id prefix {name!r} is ambiguous")
+        try:
+            ref = str(reference.parse(name))
+        except InvalidArgument:
+            raise NotFound(f"No such image: {name}") from None
+        if ref in db["tags"]:
+            return str(db["tags"][ref])
+        raise NotFound(f"No such image: {name}")
+
+    def get(self, name: str) -> Image:
+        db = self._load()
+        return self._image(db, self._resolve(db, name))
+
+    def manifest(self, image: Image) -> Manifest | None:
+        if image.manifest is None:
+            return None
+        m = parse_manifest_or_index(self.content.read(image.manifest))
+        return m if isinstance(m, Manifest) else None
+
+    # -- adding ------------------------------------------------------------------------------
+
+    def add(self, config_bytes: bytes, layers: Sequence[LayerSource],
+            manifest_bytes: bytes | None = None, parent: Digest | None = None,
+            tags: Sequence[str] = ()) -> Image:
+        """Store an image whose layer blobs are already in the content store: check the
+        layers against the config's diff IDs, unpack them, then publish the record."""
+        config = parse_config(config_bytes)
+        if [x.diff_id for x in layers] != list(config.rootfs_diff_ids):
+            raise InvalidArgument("image layers do not match the config's rootfs.diff_ids")
+        image_id = self.content.put(config_bytes)
+        manifest_id = self.content.put(manifest_bytes) if manifest_bytes else None
+        sizes = self.unpack_layers(layers)
+        with self._locked() as db:
+            old = db["images"].get(str(image_id), {})
+            db["images"][str(image_id)] = {
+                "manifest": str(manifest_id) if manifest_id else old.get("manifest"),
+                "parent": str(parent) if parent else old.get("parent"),
+                "loaded": old.get("loaded") or time.time(),
+                "layer_sizes": sizes,
+            }
+            for t in tags:
+                db["tags"][str(reference.parse(t))] = str(image_id)
+            return self._image(db, str(image_id))
+
+    def unpack_layers(self, layers: Sequence[LayerSource]) -> list[int]:
+        """Make the committed snapshot of every layer chain; returns uncompressed sizes.
+
+        Missing layers are unpacked side by side when the snapshotter allows it (overlay:
+        a layer's upper dir does not depend on the layers below), then chained in order.
+        """
+        chain = chain_ids([x.diff_id for x in layers])
+        names = [LAYER_PREFIX + c.hex for c in chain]
+        sizes: list[int] = [0] * len(layers)
+        todo = [i for i, n in enumerate(names) if not self.snapshots.exists(n)]
+        for i, n in enumerate(names):
+            if i not in todo:
+                sizes[i] = int(self.snapshots.usage(n)[0])
+        if not todo:
+            return sizes
+        if self.snapshots.can_rebase:
+            keys = {i: f"{EXTRACT_PREFIX}{uuid.uuid4().hex}" for i in todo}
+            for key in keys.values():
+                self.snapshots.prepare(key, None)
+            try:
+                with ThreadPoolExecutor(self.parallel) as pool:
+                    results = dict(zip(todo, pool.map(
+                        lambda i: self._apply(layers[i], keys[i]), todo), strict=True))
+                for i in todo:
+                    parent = names[i - 1] if i else None
+                    if self.snapshots.exists(names[i]):
+                        self.snapshots.remove(keys[i])  # unpacked meanwhile by someone else
+                    else:
+                        self.snapshots.commit_onto(names[i], keys[i], parent)
+                    sizes[i] = results[i]
+            except BaseException:
+                for key in keys.values():
+                    if self.snapshots.exists(key):
+                        self.snapshots.remove(key)
+                raise
+            return sizes
+        for i in todo:
+            key = f"{EXTRACT_PREFIX}{uuid.uuid4().hex}"
+            self.snapshots.prepare(key, names[i - 1] if i else None)
+            try:
+                sizes[i] = self._apply(layers[i], key)
+                self.snapshots.commit(names[i], key)
+            except BaseException:
+                self.snapshots.remove(key)
+                raise
+        return sizes
+
+    def _apply(self, layer: LayerSource, key: str) -> int:
+        with self.content.open(layer.blob) as f:
+            result = apply_layer(f, self.snapshots.fs_dir(key), max_size=DEFAULT_MAX_LAYER,
+                                 whiteout_mode=self.snapshots.whiteout_mode)
+        if result.diff_id != str(layer.diff_id):
+            raise InvalidArgument(f"layer {layer.blob}: content digest {result.diff_id} does "
+                                  f"not match the config's diff ID {layer.diff_id}")
+        return result.size
+
+    # -- tags --------------------------------------------------------------------------------
+
+    def tag(self, name: str, ref: str) -> str:
+        with self._locked() as db:
+            image_id = self._resolve(db, name)
+            canonical = reference.parse(ref)
+            if canonical.digest is not None:
+                raise InvalidArgument(f"refusing to create a tag with a digest: {ref}")
+            db["tags"][str(canonical)] = image_id
+            return str(canonical)
+
+    # -- removal -----------------------------------------------------------------------------
+
+    def delete(self, name: str, force: bool = False, in_use: set[str] | None = None,
+               prune_parents: bool = True) -> list[dict[str, str]]:
+        """`docker rmi`: untag a reference, or delete the image once nothing names it.
+
+        Returns Docker's response items: ``{"Untagged": ref}`` and ``{"Deleted": id}``.
+        """
+        out: list[dict[str, str]] = []
+        with self._locked() as db:
+            image_id = self._resolve(db, name)
+            tags = [t for t, i in db["tags"].items() if i == image_id]
+            by_id = reference.is_image_id_like(name) and name.removeprefix("sha256:") in (
+                image_id.removeprefix("sha256:"))
+            if not by_id:
+                ref = str(reference.parse(name))
+                del db["tags"][ref]
+                out.append({"Untagged": reference.parse(ref).familiar()})
+                if len(tags) > 1:
+                    return out
+            elif len(tags) > 1 and not force:
+                raise FailedPrecondition(
+                    f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is "
+                    "referenced in multiple repositories")
+            else:
+                for t in tags:
+                    del db["tags"][t]
+                    out.append({"Untagged": reference.parse(t).familiar()})
+            children = [i for i, r in db["images"].items() if r.get("parent") == image_id]
+            if children and by_id:
+                raise FailedPrecondition(f"conflict: unable to delete {image_id[7:19]} "
+                                         "(cannot be forced) - image has dependent child images")
+            if in_use and image_id in in_use and not force:
+                raise FailedPrecondition(f"conflict: unable to delete {image_id[7:19]} (must be "
+                                         "forced) - image is being used by a container")
+            if children:
+                return out
+            parent = db["images"][image_id].get("parent")
+            del db["images"][image_id]
+            out.append({"Deleted": image_id})
+            # an untagged parent left without children goes too, as in Docker
+            if prune_parents and parent and parent in db["images"] \
+                    and parent not in db["tags"].values() \
+                    and not any(r.get("parent") == parent for r in db["images"].values()):
+                del db["images"][parent]
+                out.append({"Deleted": parent})
+        self.gc()
+        return out
+
+    def prune(self, dangling_only: bool = True, in_use: set[str] | None = None) -> list[str]:
+        """Delete untagged images (or all unused ones); returns the deleted IDs."""
+        deleted = []
+        with self._locked() as db:
+            tagged = set(db["tags"].values())
+            parents = {r.get("parent") for r in db["images"].values()}
+            for image_id in list(db["images"]):
+                if (dangling_only and image_id in tagged) or image_id in (in_use or set()):
+                    continue
+                if image_id in parents:
+                    continue
+                for t in [t for t, i in db["tags"].items() if i == image_id]:
+                    del db["tags"][t]
+                del db["images"][image_id]
+                deleted.append(image_id)
+        self.gc()
+        return deleted
+
+    def gc(self, keep_snapshots: set[str] | None = None) -> tuple[list[Digest], list[str]]:
+        """Remove blobs and layer snapshots that no image references."""
+        db = self._load()
+        blobs: set[Digest] = set()
+        layers: set[str] = set()
+        for image_id, raw in db["images"].items():
+            digest = Digest.parse(image_id)
+            blobs.add(digest)
+            config = parse_config(self.content.read(digest))
+            for c in chain_ids(config.rootfs_diff_ids):
+                layers.add(LAYER_PREFIX + c.hex)
+            if raw.get("manifest"):
+                m_digest = Digest.parse(raw["manifest"])
+                blobs.add(m_digest)
+                m = parse_manifest_or_index(self.content.read(m_digest))
+                if isinstance(m, Manifest):
+                    blobs.update(d.digest for d in m.layers)
+        removed_snaps = []
+        keep = layers | (keep_snapshots or set())
+        # children before parents: walk repeatedly until nothing more can go
+        changed = True
+        while changed:
+            changed = False
+            infos = self.snapshots.walk()
+            parents = {i.parent for i in infos}
+            for info in infos:
+                if info.name.startswith(LAYER_PREFIX) and info.name not in keep \
+                        and info.name not in parents:
+                    self.snapshots.remove(info.name)
+                    removed_snaps.append(info.name)
+                    changed = True
+        removed_blobs = self.content.gc(blobs)
+        return removed_blobs, removed_snaps
+
+    def cleanup(self) -> list[str]:
+        """At start-up (the store has one owner): drop the snapshots that unpacking left
+        behind when it was killed, then everything no image references."""
+        removed = []
+        for info in self.snapshots.walk():
+            if info.name.startswith(EXTRACT_PREFIX):
+                self.snapshots.remove(info.name)
+                removed.append(info.name)
+        self.gc()
+        return removed
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        image = self.get(name)
+        return list(image.config.history)
+
+    def exists_tag(self, ref: str) -> bool:
+        return str(reference.parse(ref)) in self._load()["tags"]
+
+    def add_tags(self, image_id: Digest, tags: Sequence[str]) -> None:
+        with self._locked() as db:
+            if str(image_id) not in db["images"]:
+                raise NotFound(f"No such image: {image_id}")
+            for t in tags:
+                db["tags"][str(reference.parse(t))] = str(image_id)
+
+    def check_free(self, ref: str) -> None:
+        if self.exists_tag(ref):
+            raise AlreadyExists(f"tag {ref} exists")
