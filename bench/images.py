@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from matou.cli.images import open_store
 from matou.images import formats
+from matou.images.setup import open_store
 from matou.images.store import LayerSource
 from matou.oci import image as oci
 from matou.oci.digest import Digest

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from matou.cli.images import open_store
 from matou.errors import FailedPrecondition, InvalidArgument, NotFound
 from matou.images import create, formats
+from matou.images.setup import open_store
 from matou.images.store import ImageStore
 from matou.linux import libc
 from matou.oci import image as oci

@@ -10,35 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from matou.errors import MatouError
-
-if TYPE_CHECKING:
-    from matou.images.store import ImageStore
-
-DEFAULT_ROOT = "/var/lib/matou"
-
-
-def open_store(root: str, snapshotter: str = "auto") -> ImageStore:
-    from matou.content import ContentStore
-    from matou.images.store import ImageStore
-    from matou.snapshots import NativeSnapshotter, OverlaySnapshotter, overlay_supported
-
-    os.makedirs(root, 0o711, exist_ok=True)
-    snap_root = os.path.join(root, "snapshots")
-    if snapshotter == "auto":
-        snapshotter = "overlayfs" if overlay_supported(snap_root) else "native"
-    snaps = (OverlaySnapshotter if snapshotter == "overlayfs" else NativeSnapshotter)(
-        os.path.join(root, "snapshots" if snapshotter == "overlayfs" else "snapshots-native"))
-    content = ContentStore(os.path.join(root, "content"))
-    content.cleanup()
-    snaps.cleanup()
-    store = ImageStore(os.path.join(root, "images"), content, snaps)
-    store.cleanup()
-    return store
+from matou.images.setup import DEFAULT_ROOT, open_store
 
 
 def _human(n: float) -> str:

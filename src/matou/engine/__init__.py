@@ -1,1 +1,84 @@
-"""Docker semantics: containers, exec, images, networks, volumes (filled by the daemon issue)."""
+"""Docker semantics: containers, exec, images, networks, volumes, events; async; no HTTP.
+
+May import: images, registry, network, shim, runtime, content, snapshots, archive,
+cgroups, linux, oci, errors.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+import uuid
+from typing import NamedTuple
+
+from matou.engine.events import EventBus
+from matou.engine.images import ImageService
+from matou.images.setup import open_store
+
+
+class Config(NamedTuple):
+    data_root: str = "/var/lib/matou"
+    exec_root: str = "/run/matou"
+    snapshotter: str = "auto"
+    debug: bool = False
+    labels: tuple[str, ...] = ()
+    insecure_registries: tuple[str, ...] = ()
+    registry_mirrors: tuple[str, ...] = ()
+    live_restore: bool = True
+
+
+class Engine:
+    """The composition of every service the API exposes."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started = time.time()
+        self.events = EventBus()
+        os.makedirs(config.data_root, 0o711, exist_ok=True)
+        self.id = _daemon_id(config.data_root)
+        self.images = ImageService(open_store(config.data_root, config.snapshotter),
+                                   self.events)
+
+    def info_host(self) -> dict[str, object]:
+        u = os.uname()
+        return {"hostname": socket.gethostname(), "kernel": u.release, "arch": u.machine,
+                "os": _os_release(), "ncpu": os.cpu_count() or 1, "mem": _mem_total(),
+                "python": platform.python_version()}
+
+
+def _daemon_id(root: str) -> str:
+    path = os.path.join(root, "engine-id")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        ident = str(uuid.uuid4())
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(ident)
+        os.rename(tmp, path)
+        return ident
+
+
+def _os_release() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _mem_total() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -1,3 +1,4 @@
-"""Pull/unpack/import/export of images (filled by the images issue).
+"""Images: the store, unpacking, archive formats, import/commit/export.
 
-May import: content, snapshots, archive, linux, oci, errors."""
+May import: content, snapshots, archive, linux, oci, errors.
+"""

@@ -332,6 +332,13 @@ def build_debian(store: ImageStore, suite: str = "bookworm",
         target = os.path.join(work, "rootfs")
         subprocess.run(["debootstrap", "--variant=minbase", suite, target, apt_mirror()],
                        check=True, stdout=subprocess.DEVNULL)
+        # as the official images: no downloaded packages or package lists
+        for d in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            base = os.path.join(target, d)
+            for name in os.listdir(base):
+                path = os.path.join(base, name)
+                if os.path.isfile(path) and name != "lock":
+                    os.unlink(path)
         tar = subprocess.Popen(["tar", "--numeric-owner", "--xattrs", "-C", target, "-cf", "-",
                                 "."], stdout=subprocess.PIPE)
         assert tar.stdout is not None

@@ -202,15 +202,14 @@ class ImageStore:
                 self.snapshots.prepare(key, None)
             try:
                 with ThreadPoolExecutor(self.parallel) as pool:
-                    results = dict(zip(todo, pool.map(
-                        lambda i: self._apply(layers[i], keys[i]), todo), strict=True))
+                    list(pool.map(lambda i: self._apply(layers[i], keys[i]), todo))
                 for i in todo:
                     parent = names[i - 1] if i else None
                     if self.snapshots.exists(names[i]):
                         self.snapshots.remove(keys[i])  # unpacked meanwhile by someone else
                     else:
                         self.snapshots.commit_onto(names[i], keys[i], parent)
-                    sizes[i] = results[i]
+                    sizes[i] = self.snapshots.usage(names[i])[0]
             except BaseException:
                 for key in keys.values():
                     if self.snapshots.exists(key):
@@ -221,7 +220,8 @@ class ImageStore:
             key = f"{EXTRACT_PREFIX}{uuid.uuid4().hex}"
             self.snapshots.prepare(key, names[i - 1] if i else None)
             try:
-                sizes[i] = self._apply(layers[i], key)
+                self._apply(layers[i], key)
+                sizes[i] = self.snapshots.usage(key)[0]
                 self.snapshots.commit(names[i], key)
             except BaseException:
                 self.snapshots.remove(key)

@@ -213,13 +213,19 @@ class Snapshotter:
         return removed
 
     def usage(self, key: str) -> tuple[int, int]:
-        """(bytes, inodes) used by this snapshot's own files."""
+        """(bytes, inodes) of this snapshot's own files: the sum of file sizes, each
+        hardlinked inode once — what Docker reports as a layer's size."""
         size = inodes = 0
+        seen: set[int] = set()
         for dirpath, dirnames, filenames in os.walk(self.fs_dir(key)):
             for n in dirnames + filenames:
                 st = os.lstat(os.path.join(dirpath, n))
                 inodes += 1
-                size += st.st_blocks * 512
+                if st.st_nlink > 1:
+                    if st.st_ino in seen:
+                        continue
+                    seen.add(st.st_ino)
+                size += st.st_size if not os.path.isdir(os.path.join(dirpath, n)) else 0
         return size, inodes
 
     # -- per kind ----------------------------------------------------------------------------

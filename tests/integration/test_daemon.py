@@ -1,0 +1,209 @@
+"""matoud as the real docker CLI sees it: version, info, images, errors, non-root access
+through the docker group, and a daemon killed with -9 losing nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from matou.images import create, formats
+from matou.images.setup import open_store
+
+MATOUD = os.path.join(os.path.dirname(sys.executable), "matoud")
+pytestmark = pytest.mark.skipif(not shutil.which("docker"), reason="no docker CLI")
+
+
+class Daemon:
+    def __init__(self, tmp: Path) -> None:
+        self.run = Path(f"/run/matou-test-{uuid.uuid4().hex[:8]}")
+        self.data = tmp / "data"
+        self.sock = self.run / "matou.sock"
+        self.log = tmp / "matoud.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.sock}"
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [MATOUD, "-H", self.host, "--data-root", str(self.data), "--exec-root",
+                 str(self.run), "--config-file", "/nonexistent"], stdout=log, stderr=log)
+        deadline = time.monotonic() + 20
+        while not self._ping():
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "matoud did not come up"
+            time.sleep(0.05)
+
+    def _ping(self) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(self.sock))
+                s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+                return b"OK" in s.recv(4096)
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=20)
+
+    def docker(self, *args: str, check: bool = True, **kw: object
+               ) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run(["docker", "-H", self.host, *args], capture_output=True, text=True,
+                           timeout=60, **kw)  # type: ignore[call-overload]
+        if check and p.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: {p.returncode}\n{p.stderr}")
+        return p  # type: ignore[no-any-return]
+
+    def http(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes, str]:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(self.sock))
+            s.sendall(f"{method} {path} HTTP/1.0\r\nContent-Length: {len(body)}\r\n\r\n"
+                      .encode() + body)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, _, payload = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), payload, head.decode(errors="replace")
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    d = Daemon(tmp_path)
+    d.start()
+    try:
+        yield d
+    finally:
+        d.stop()
+        shutil.rmtree(d.run, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def busybox_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bb-store")
+    store = open_store(str(root / "data"), "native")
+    create.build_busybox(store)
+    out = root / "busybox.tar"
+    with open(out, "wb") as f:
+        formats.save_archive(store, ["busybox:latest"], f)
+    return out
+
+
+def test_version_info_ping(daemon: Daemon) -> None:
+    v = json.loads(daemon.docker("version", "--format", "{{json .Server}}").stdout)
+    assert v["ApiVersion"] == "1.50" and v["MinAPIVersion"] == "1.24"
+    assert v["Os"] == "linux"
+    info = json.loads(daemon.docker("info", "--format", "{{json .}}").stdout)
+    assert info["OSType"] == "linux" and info["DockerRootDir"] == str(daemon.data)
+    status, body, head = daemon.http("GET", "/_ping")
+    assert status == 200 and body == b"OK"
+    assert "api-version: 1.50" in head.lower() and "ostype: linux" in head.lower()
+    assert daemon.http("GET", "/v1.12/version")[0] == 400
+    assert b"too new" in daemon.http("GET", "/v1.99/version")[1]
+    assert daemon.http("GET", "/v1.41/version")[0] == 200
+    status, body, _ = daemon.http("GET", "/no/such/endpoint")
+    assert status == 404 and json.loads(body) == {"message": "page not found"}
+
+
+def test_image_commands(daemon: Daemon, busybox_archive: Path, tmp_path: Path) -> None:
+    out = daemon.docker("load", "-i", str(busybox_archive)).stdout
+    assert "Loaded image: busybox:latest" in out
+    image_id = daemon.docker("image", "inspect", "-f", "{{.Id}}", "busybox").stdout.strip()
+    daemon.docker("tag", "busybox", "localhost:5000/team/bb:v1")
+    rows = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout
+    assert f"busybox:latest {image_id[7:19]}" in rows
+    assert f"localhost:5000/team/bb:v1 {image_id[7:19]}" in rows
+    assert daemon.docker("images", "-q", "--filter", "reference=busybox").stdout.split() == [
+        image_id[7:19]]
+    hist = daemon.docker("history", "--no-trunc", "--format", "{{.ID}}", "busybox").stdout
+    assert hist.split()[0] == image_id
+    saved = tmp_path / "saved.tar"
+    daemon.docker("save", "-o", str(saved), "busybox")
+    daemon.docker("rmi", "localhost:5000/team/bb:v1")
+    p = daemon.docker("rmi", "busybox")
+    assert f"Deleted: {image_id}" in p.stdout
+    assert daemon.docker("image", "inspect", "busybox", check=False).returncode != 0
+    daemon.docker("load", "-i", str(saved))
+    assert daemon.docker("image", "inspect", "-f", "{{.Id}}", "busybox").stdout.strip() == (
+        image_id)
+    rootfs = tmp_path / "rootfs.tar"
+    rootfs.write_bytes(create.busybox_rootfs_tar())
+    new_id = daemon.docker("import", "-c", 'CMD ["sh"]', "-m", "imported", str(rootfs),
+                           "imp:1").stdout.strip()
+    cfg = json.loads(daemon.docker("image", "inspect", "imp:1").stdout)[0]
+    assert cfg["Id"] == new_id and cfg["Config"]["Cmd"] == ["sh"] and cfg["Comment"] == (
+        "imported")
+    events = daemon.docker("events", "--since", "0", "--until", str(int(time.time()) + 1),
+                           "--format", "{{.Type}} {{.Action}}").stdout
+    assert "image load" in events and "image tag" in events and "image delete" in events
+    pull = daemon.docker("pull", "nosuchimage", check=False)
+    assert pull.returncode != 0 and "No such image" in pull.stderr
+
+
+def test_bad_input_gets_4xx_and_daemon_survives(daemon: Daemon) -> None:
+    status, body, _ = daemon.http("POST", "/images/load", b"\x00" * 5000 + b"garbage")
+    assert status == 400 and "message" in json.loads(body)
+    status, _, _ = daemon.http("GET", "/images/json?filters=%7Bnot%20json")
+    assert status == 400
+    status, _, _ = daemon.http("GET", "/images/json?filters=%7B%22nosuch%22%3A%5B%22x%22%5D%7D")
+    assert status == 400
+    status, _, _ = daemon.http("POST", "/images/busybox/tag")
+    assert status in (400, 404)
+    status, _, _ = daemon.http("DELETE", "/images/" + "a" * 300)
+    assert status in (400, 404)
+    assert daemon.http("GET", "/_ping")[0] == 200
+
+
+def test_socket_is_for_the_docker_group_only(daemon: Daemon) -> None:
+    st = os.stat(daemon.sock)
+    assert oct(st.st_mode & 0o777) == "0o660"
+    user = f"mt{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "-M", "-s", "/bin/sh", user], check=True)
+    try:
+        cmd = f"docker -H {daemon.host} version --format '{{{{.Server.Version}}}}'"
+        denied = subprocess.run(["su", user, "-c", cmd], capture_output=True, text=True,
+                                timeout=30)
+        assert denied.returncode != 0 and "permission denied" in denied.stderr.lower()
+        subprocess.run(["usermod", "-aG", "docker", user], check=True)
+        allowed = subprocess.run(["su", user, "-c", cmd], capture_output=True, text=True,
+                                 timeout=30)
+        assert allowed.returncode == 0, allowed.stderr
+    finally:
+        subprocess.run(["userdel", user], capture_output=True)
+
+
+def test_kill_9_loses_nothing(daemon: Daemon, busybox_archive: Path) -> None:
+    daemon.docker("load", "-i", str(busybox_archive))
+    daemon.docker("tag", "busybox", "kept:1")
+    daemon.stop(signal.SIGKILL)
+    daemon.start()
+    tags = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert sorted(tags) == ["busybox:latest", "kept:1"]
+    daemon.stop(signal.SIGTERM)
+    assert not daemon.sock.exists(), "the socket outlived a clean shutdown"
+    daemon.start()
+    assert daemon.docker("images", "-q").stdout.split()
+
+
+def test_tcp_listener_is_loopback_only_without_tls(tmp_path: Path) -> None:
+    p = subprocess.run([MATOUD, "-H", "tcp://0.0.0.0:23750", "--data-root",
+                        str(tmp_path / "d"), "--exec-root", str(tmp_path / "r"),
+                        "--config-file", "/nonexistent"], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode != 0 and "refusing plain TCP" in p.stderr
+    io.BytesIO()
