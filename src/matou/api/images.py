@@ -183,7 +183,8 @@ async def tag(request: web.Request) -> web.StreamResponse:
 
 async def remove(request: web.Request) -> web.StreamResponse:
     e = engine_of(request)
-    out = await e.images.delete(request.match_info["name"], flag(request, "force"), set())
+    out = await e.images.delete(request.match_info["name"], flag(request, "force"),
+                                e.containers.images_in_use())
     return json_response(out)
 
 
@@ -192,7 +193,8 @@ async def prune(request: web.Request) -> web.StreamResponse:
     f = filters(request)
     dangling = [v.lower() for v in f.get("dangling", ["true"])]
     before = {str(i.id): i.size for i in await e.images.all()}
-    deleted = await e.images.prune(dangling_only=dangling[0] in ("1", "true"), in_use=set())
+    deleted = await e.images.prune(dangling_only=dangling[0] in ("1", "true"),
+                                   in_use=e.containers.images_in_use())
     return json_response({"ImagesDeleted": [{"Deleted": d} for d in deleted] or None,
                               "SpaceReclaimed": sum(before.get(d, 0) for d in deleted)})
 

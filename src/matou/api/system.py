@@ -48,8 +48,11 @@ async def info(request: web.Request) -> web.StreamResponse:
     images = await e.images.all()
     store = e.images.store
     return json_response({
-        "ID": e.id, "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0,
-        "ContainersStopped": 0, "Images": len(images),
+        "ID": e.id, "Containers": len(e.containers.containers),
+        "ContainersRunning": sum(c.running for c in e.containers.all()),
+        "ContainersPaused": 0,
+        "ContainersStopped": sum(not c.running for c in e.containers.all()),
+        "Images": len(images),
         "Driver": "overlay2" if store.snapshots.kind == "overlayfs" else "vfs",
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Snapshotter", store.snapshots.kind]],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],

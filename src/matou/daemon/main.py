@@ -28,6 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
+from matou.shim.forkserver import ForkServer
+
 DEFAULT_SOCKET = "unix:///run/matou/matou.sock"
 DEFAULT_CONFIG = "/etc/matou/daemon.json"
 log = logging.getLogger("matoud")
@@ -135,7 +137,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-async def serve(a: argparse.Namespace) -> None:
+async def serve(a: argparse.Namespace, forks: ForkServer) -> None:
     from matou.api.server import build_app
     from matou.engine import Config, Engine
 
@@ -145,9 +147,12 @@ async def serve(a: argparse.Namespace) -> None:
         data_root=a.data_root, exec_root=a.exec_root, snapshotter=a.snapshotter,
         debug=a.debug, labels=tuple(a.label), insecure_registries=tuple(a.insecure_registry),
         registry_mirrors=tuple(a.registry_mirror),
-        live_restore=(a.live_restore or "true") == "true"))
+        live_restore=(a.live_restore or "true") == "true"), forks)
+    await engine.containers.restore()
     app = build_app(engine)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # streams (attach, logs -f, events) must not hold a shutdown: containers live on
+    runner = web.AppRunner(app, access_log=logging.getLogger("matoud.access") if a.debug
+                           else None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     tls = _tls_context(a)
     gid = _socket_group(a.group)
@@ -210,10 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("matoud: must run as root", file=sys.stderr)
         return 1
+    # the fork server must be forked while this process has one thread: before asyncio
+    forks = ForkServer.start()
     try:
-        asyncio.run(serve(a))
+        asyncio.run(serve(a, forks))
     except KeyboardInterrupt:
         pass
+    finally:
+        forks.stop()
     return 0
 
 

@@ -13,9 +13,11 @@ import time
 import uuid
 from typing import NamedTuple
 
+from matou.engine.containers import ContainerService
 from matou.engine.events import EventBus
 from matou.engine.images import ImageService
 from matou.images.setup import open_store
+from matou.shim.forkserver import ForkServer
 
 
 class Config(NamedTuple):
@@ -32,7 +34,7 @@ class Config(NamedTuple):
 class Engine:
     """The composition of every service the API exposes."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, forks: ForkServer) -> None:
         self.config = config
         self.started = time.time()
         self.events = EventBus()
@@ -40,6 +42,8 @@ class Engine:
         self.id = _daemon_id(config.data_root)
         self.images = ImageService(open_store(config.data_root, config.snapshotter),
                                    self.events)
+        self.containers = ContainerService(config.data_root, config.exec_root,
+                                           self.images.store, self.events, forks)
 
     def info_host(self) -> dict[str, object]:
         u = os.uname()

@@ -1,0 +1,275 @@
+"""Container endpoints, in Docker's JSON shapes; attach hijacks the HTTP connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import struct
+from typing import Any
+
+from aiohttp import web
+
+from matou.api.server import engine_of, filters, flag, json_body, json_response
+from matou.engine.containers import Container, _ts
+from matou.errors import FailedPrecondition, InvalidArgument
+
+log = logging.getLogger("matoud.api")
+
+
+def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
+    v = request.query.get(name)
+    if v in (None, ""):
+        return default
+    try:
+        return int(v)
+    except ValueError:
+        raise InvalidArgument(f"invalid value for {name}: {v!r}") from None
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidArgument("container config must be a JSON object")
+    host = body.pop("HostConfig", None) or {}
+    body.pop("NetworkingConfig", None)
+    if not isinstance(host, dict):
+        raise InvalidArgument("HostConfig must be an object")
+    for key, kind in (("Cmd", list), ("Entrypoint", list), ("Env", list), ("Labels", dict)):
+        if body.get(key) is not None and not isinstance(body[key], kind):
+            if key in ("Cmd", "Entrypoint") and isinstance(body[key], str):
+                body[key] = [body[key]]
+                continue
+            raise InvalidArgument(f"json: cannot unmarshal {type(body[key]).__name__} into "
+                                  f"Go struct field Config.{key}")
+    mode = host.get("NetworkMode") or "default"
+    if mode not in ("default", "bridge", "none", "host"):
+        raise InvalidArgument(f"network mode {mode!r} is not supported yet")
+    c = await e.containers.create(request.query.get("name"), body, host)
+    return json_response({"Id": c.id, "Warnings": []}, status=201)
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    c = e.containers.get(request.match_info["id"])
+    if c.running:
+        return web.Response(status=304)
+    await e.containers.start(c.id)
+    return web.Response(status=204)
+
+
+async def wait(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    cond = request.query.get("condition") or "not-running"
+    if cond not in ("not-running", "next-exit", "removed"):
+        raise InvalidArgument(f"invalid condition: {cond!r}")
+    e.containers.get(request.match_info["id"])
+    # headers first, as dockerd does: the CLI waits for them before it starts the container
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    result = await e.containers.wait(request.match_info["id"], cond)
+    await resp.write(json.dumps(result).encode() + b"\n")
+    await resp.write_eof()
+    return resp
+
+
+async def kill(request: web.Request) -> web.StreamResponse:
+    from matou.runtime.kill import parse_signal
+
+    e = engine_of(request)
+    sig = parse_signal(request.query.get("signal") or "SIGKILL")
+    await e.containers.kill(request.match_info["id"], sig)
+    return web.Response(status=204)
+
+
+async def stop(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    timeout = _int(request, "t", None)
+    stopped = await e.containers.stop(request.match_info["id"], timeout)
+    return web.Response(status=204 if stopped else 304)
+
+
+async def restart(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    await e.containers.stop(request.match_info["id"], _int(request, "t", None))
+    await e.containers.start(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def remove(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    await e.containers.remove(request.match_info["id"], flag(request, "force"))
+    return web.Response(status=204)
+
+
+def _summary(c: Container) -> dict[str, Any]:
+    r = c.r
+    status = r["State"]["Status"]
+    text = {"running": "Up", "created": "Created"}.get(status, f"Exited ({r['State']['ExitCode']})")
+    return {"Id": c.id, "Names": [r["Name"]], "Image": r["ImageName"], "ImageID": r["Image"],
+            "Command": " ".join([r["Path"], *r["Args"]]), "Created": int(_ts(r["Created"])),
+            "Ports": [], "Labels": r["Config"].get("Labels") or {}, "State": status,
+            "Status": text, "HostConfig": {"NetworkMode": r["HostConfig"].get("NetworkMode")},
+            "NetworkSettings": {"Networks": {}}, "Mounts": []}
+
+
+async def list_(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    f = filters(request)
+    show_all = flag(request, "all")
+    out = []
+    for c in e.containers.all():
+        if not show_all and not c.running and "status" not in f:
+            continue
+        if "status" in f and c.state["Status"] not in f["status"]:
+            continue
+        if "name" in f and not any(n in c.name for n in f["name"]):
+            continue
+        if "id" in f and not any(c.id.startswith(i) for i in f["id"]):
+            continue
+        if "label" in f:
+            labels = c.r["Config"].get("Labels") or {}
+            if not all((w.partition("=")[0] in labels) and (not w.partition("=")[1] or
+                       labels[w.partition("=")[0]] == w.partition("=")[2]) for w in f["label"]):
+                continue
+        out.append(_summary(c))
+    limit = _int(request, "limit", -1)
+    if limit and limit > 0:
+        out = out[:limit]
+    return json_response(out)
+
+
+async def inspect(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    c = e.containers.get(request.match_info["id"])
+    r = dict(c.r)
+    r.pop("ImageName", None)
+    r["Config"] = {**r["Config"], "Image": c.r["ImageName"]}
+    r["Mounts"] = []
+    r["NetworkSettings"] = {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {},
+                            "IPAddress": "", "Gateway": "", "MacAddress": ""}
+    return json_response(r)
+
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    cid = request.match_info["id"]
+    c = e.containers.get(cid)
+    tty = bool(c.r["Config"].get("Tty"))
+    want_stdin = flag(request, "stdin")
+    transport = request.transport
+    assert transport is not None
+    # Hijack: the connection becomes a raw stream. aiohttp stops reading it and we work
+    # on our own duplicate of the socket, which outlives whatever aiohttp does with its
+    # transport once the request looks complete.
+    transport.pause_reading()
+    raw = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
+    raw.setblocking(False)
+    loop = asyncio.get_running_loop()
+    upgrade = "upgrade" in request.headers.get("Connection", "").lower()
+    kind = "application/vnd.docker.raw-stream" if tty else \
+        "application/vnd.docker.multiplexed-stream"
+    head = (f"HTTP/1.1 {'101 UPGRADED' if upgrade else '200 OK'}\r\nContent-Type: {kind}\r\n"
+            + ("Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else "") + "\r\n")
+    try:
+        # answer at once: the client starts the container only after this
+        await loop.sock_sendall(raw, head.encode())
+        try:
+            conn = await e.containers.attach(cid, want_stdin, flag(request, "stdout"),
+                                             flag(request, "stderr"))
+        except FailedPrecondition:
+            conn = None  # the start failed; the client learns it from the start call
+        if conn is not None:
+            reader, writer = conn
+
+            async def pump_in() -> None:
+                while data := await loop.sock_recv(raw, 65536):
+                    writer.write(data)
+                    await writer.drain()
+                if c.r["Config"].get("StdinOnce"):
+                    with contextlib.suppress(OSError):
+                        writer.write_eof()
+
+            feeder = asyncio.create_task(pump_in()) if want_stdin else None
+            try:
+                while data := await reader.read(65536):
+                    await loop.sock_sendall(raw, data)
+            except OSError:
+                pass
+            finally:
+                if feeder is not None:
+                    feeder.cancel()
+                writer.close()
+    finally:
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_RDWR)
+        raw.close()
+        transport.close()
+    return web.Response()
+
+
+async def resize(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    await e.containers.resize(request.match_info["id"], _int(request, "h", 24) or 24,
+                              _int(request, "w", 80) or 80)
+    return web.Response(status=200)
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    c = e.containers.get(request.match_info["id"])
+    stdout, stderr = flag(request, "stdout"), flag(request, "stderr")
+    if not (stdout or stderr):
+        raise InvalidArgument("you must choose at least one stream")
+    tail_text = request.query.get("tail", "all")
+    tail = None if tail_text in ("", "all") else int(tail_text)
+    since = float(request.query.get("since") or 0)
+    until_text = request.query.get("until")
+    until = float(until_text) if until_text else None
+    tty = bool(c.r["Config"].get("Tty"))
+    stamps = flag(request, "timestamps")
+    resp = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"
+                                       if tty else "application/vnd.docker.multiplexed-stream"})
+    await resp.prepare(request)
+    async for entry in e.containers.logs(c.id, flag(request, "follow"), stdout, stderr, tail,
+                                         since, until):
+        data = (entry.time.encode() + b" " + entry.data) if stamps else entry.data
+        if not tty:
+            data = struct.pack(">BxxxI", 1 if entry.stream == "stdout" else 2, len(data)) + data
+        await resp.write(data)
+    await resp.write_eof()
+    return resp
+
+
+async def prune(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    deleted = []
+    for c in e.containers.all():
+        if not c.running:
+            await e.containers.remove(c.id)
+            deleted.append(c.id)
+    return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
+
+def image_in_use(request: web.Request) -> set[str]:
+    return engine_of(request).containers.images_in_use()
+
+ROUTES = [
+    ("POST", "/containers/create", create),
+    ("GET", "/containers/json", list_),
+    ("POST", "/containers/prune", prune),
+    ("GET", "/containers/{id}/json", inspect),
+    ("POST", "/containers/{id}/start", start),
+    ("POST", "/containers/{id}/wait", wait),
+    ("POST", "/containers/{id}/kill", kill),
+    ("POST", "/containers/{id}/stop", stop),
+    ("POST", "/containers/{id}/restart", restart),
+    ("POST", "/containers/{id}/attach", attach),
+    ("POST", "/containers/{id}/resize", resize),
+    ("GET", "/containers/{id}/logs", logs),
+    ("DELETE", "/containers/{id}", remove),
+]

@@ -1,0 +1,564 @@
+"""Containers with Docker's semantics: create, start (through a shim), attach, wait, kill,
+stop, restart, remove, list, inspect, logs — and reattaching to running containers when
+the daemon starts again (live restore).
+
+    <data-root>/containers/<id>/config.v2.json   the record, replaced atomically
+    <data-root>/containers/<id>/rootfs/          the overlay mount while it runs
+    <data-root>/containers/<id>/<id>-json.log    its log (rotated by the shim)
+    <data-root>/containers/<id>/{hosts,hostname,resolv.conf}
+    <exec-root>/containers/<id>/                 bundle, shim.sock, shim.json, exit.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from matou.engine import spec as specs
+from matou.engine.events import EventBus
+from matou.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from matou.images.store import ImageStore
+from matou.linux import libc
+from matou.shim import logfile
+from matou.shim.forkserver import ForkServer
+
+_ADJ = ("admiring", "brave", "calm", "eager", "gifted", "happy", "jolly", "keen", "lucid",
+        "nifty", "quirky", "serene", "stoic", "vibrant", "wizardly", "zealous")
+_NAMES = ("hopper", "lovelace", "turing", "curie", "noether", "ritchie", "thompson", "knuth",
+          "hamilton", "shannon", "dijkstra", "liskov", "goldberg", "babbage", "kay", "torvalds")
+
+
+def _now() -> str:
+    return logfile.timestamp()
+
+
+def _atomic_json(path: str, data: dict[str, Any]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+class Container:
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.r = record
+        self.attach_waiters: list[asyncio.Future[str]] = []
+        self.attached: list[asyncio.Event] = []
+        self.exited = asyncio.Event()
+        self.monitor: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self.r["Id"])
+
+    @property
+    def name(self) -> str:
+        return str(self.r["Name"]).lstrip("/")
+
+    @property
+    def state(self) -> dict[str, Any]:
+        s: dict[str, Any] = self.r["State"]
+        return s
+
+    @property
+    def running(self) -> bool:
+        return bool(self.state.get("Running"))
+
+
+class ContainerService:
+    def __init__(self, data_root: str, exec_root: str, images: ImageStore, events: EventBus,
+                 forks: ForkServer) -> None:
+        self.root = os.path.join(data_root, "containers")
+        self.run = os.path.join(exec_root, "containers")
+        self.runtime_root = os.path.join(exec_root, "runtime")
+        for d in (self.root, self.run, self.runtime_root):
+            os.makedirs(d, 0o711, exist_ok=True)
+        self.images = images
+        self.events = events
+        self.forks = forks
+        self.containers: dict[str, Container] = {}
+        self.lock = asyncio.Lock()
+        for cid in os.listdir(self.root):
+            path = os.path.join(self.root, cid, "config.v2.json")
+            try:
+                with open(path) as f:
+                    self.containers[cid] = Container(json.load(f))
+            except (OSError, ValueError):
+                continue  # a container whose create was cut short: removed by rm
+
+    # -- lookup --------------------------------------------------------------------------
+
+    def get(self, name: str) -> Container:
+        name = name.lstrip("/")
+        if name in self.containers:
+            return self.containers[name]
+        for c in self.containers.values():
+            if c.name == name:
+                return c
+        matches = [c for c in self.containers.values() if c.id.startswith(name)] if name else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidArgument(f"multiple IDs found with provided prefix: {name}")
+        raise NotFound(f"No such container: {name}")
+
+    def all(self) -> list[Container]:
+        return sorted(self.containers.values(), key=lambda c: c.r["Created"], reverse=True)
+
+    def images_in_use(self) -> set[str]:
+        return {str(c.r["Image"]) for c in self.containers.values()}
+
+    def _dir(self, c: Container) -> str:
+        return os.path.join(self.root, c.id)
+
+    def _rundir(self, c: Container) -> str:
+        return os.path.join(self.run, c.id)
+
+    def _save(self, c: Container) -> None:
+        _atomic_json(os.path.join(self._dir(c), "config.v2.json"), c.r)
+
+    # -- create ----------------------------------------------------------------------------
+
+    async def create(self, name: str | None, config: dict[str, Any],
+                     host: dict[str, Any]) -> Container:
+        image_ref = config.get("Image")
+        if not image_ref or not isinstance(image_ref, str):
+            raise InvalidArgument("config.Image is required")
+        image = await asyncio.to_thread(self.images.get, image_ref)
+        async with self.lock:
+            if name:
+                if not _valid_name(name):
+                    raise InvalidArgument(f"Invalid container name ({name}), only "
+                                          "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+                if any(c.name == name.lstrip("/") for c in self.containers.values()):
+                    raise AlreadyExists(f'Conflict. The container name "/{name.lstrip("/")}" '
+                                        "is already in use")
+            else:
+                taken = {c.name for c in self.containers.values()}
+                while True:
+                    name = f"{random.choice(_ADJ)}_{random.choice(_NAMES)}"
+                    if name not in taken:
+                        break
+            cid = uuid.uuid4().hex + uuid.uuid4().hex
+            d = os.path.join(self.root, cid)
+            os.makedirs(d, 0o710)
+            image_cfg = image.config.config
+            merged = dict(config)
+            for key in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels",
+                        "ExposedPorts", "Volumes", "StopSignal", "Healthcheck"):
+                if merged.get(key) in (None, "", [], {}) and image_cfg.get(key) is not None:
+                    merged[key] = image_cfg[key] if key != "Env" else _merge_env(
+                        image_cfg.get("Env") or [], config.get("Env") or [])
+            if config.get("Env"):
+                merged["Env"] = _merge_env(image_cfg.get("Env") or [], config["Env"])
+            merged.setdefault("Hostname", cid[:12])
+            if not merged.get("Hostname"):
+                merged["Hostname"] = cid[:12]
+            merged["Image"] = image_ref
+            entry = merged.get("Entrypoint") or []
+            cmd = merged.get("Cmd") or []
+            args = [*entry, *cmd]
+            if not args:
+                shutil.rmtree(d)
+                raise InvalidArgument("no command specified")
+            host = dict(host)
+            host.setdefault("NetworkMode", "default")
+            host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+            record: dict[str, Any] = {
+                "Id": cid, "Name": "/" + name.lstrip("/"), "Created": _now(),
+                "Path": args[0], "Args": args[1:], "Config": merged, "HostConfig": host,
+                "Image": str(image.id), "ImageName": image_ref,
+                "State": {"Status": "created", "Running": False, "Paused": False,
+                          "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": 0,
+                          "ExitCode": 0, "Error": "", "StartedAt": "0001-01-01T00:00:00Z",
+                          "FinishedAt": "0001-01-01T00:00:00Z"},
+                "RestartCount": 0, "Driver": "overlay2", "Platform": "linux",
+                "LogPath": os.path.join(d, f"{cid}-json.log"),
+                "ResolvConfPath": os.path.join(d, "resolv.conf"),
+                "HostnamePath": os.path.join(d, "hostname"),
+                "HostsPath": os.path.join(d, "hosts"),
+            }
+            top = image.top_layer
+            await asyncio.to_thread(self.images.snapshots.prepare, _snap(cid), top)
+            c = Container(record)
+            self._save(c)
+            self.containers[cid] = c
+        self.events.emit("container", "create", cid, {"name": c.name, "image": image_ref})
+        return c
+
+    # -- start -------------------------------------------------------------------------------
+
+    async def start(self, name: str) -> Container:
+        c = self.get(name)
+        async with self.lock:
+            if c.running:
+                return c  # Docker answers 304 for this; the API layer checks first
+            try:
+                await self._start(c)
+            except BaseException as e:
+                for w in c.attach_waiters:  # nobody waits for output that will not come
+                    if not w.done():
+                        w.set_exception(FailedPrecondition(str(e)))
+                c.attach_waiters.clear()
+                c.attached.clear()
+                raise
+        self.events.emit("container", "start", c.id, {"name": c.name,
+                                                       "image": c.r["ImageName"]})
+        return c
+
+    async def _start(self, c: Container) -> None:
+        rundir = self._rundir(c)
+        shutil.rmtree(rundir, ignore_errors=True)
+        os.makedirs(rundir, 0o700)
+        await asyncio.to_thread(self._prepare_files, c)
+        conf = {"id": c.id, "dir": rundir, "bundle": rundir,
+                "runtime_root": self.runtime_root, "log": c.r["LogPath"],
+                "tty": bool(c.r["Config"].get("Tty")),
+                "open_stdin": bool(c.r["Config"].get("OpenStdin")),
+                "stdin_once": bool(c.r["Config"].get("StdinOnce")),
+                **_log_opts(c.r["HostConfig"])}
+        await asyncio.to_thread(self.forks.spawn, conf)
+        sock = os.path.join(rundir, "shim.sock")
+        exitf = os.path.join(rundir, "exit.json")
+        deadline = time.monotonic() + 30
+        while True:
+            if os.path.exists(exitf):
+                err = _read_json(exitf).get("Error") or "container failed to start"
+                await self._finish(c, _read_json(exitf))
+                raise FailedPrecondition(err)
+            if os.path.exists(sock) and await _shim_call(sock, {"cmd": "status"}):
+                break
+            if time.monotonic() > deadline:
+                raise FailedPrecondition("shim did not come up")
+            await asyncio.sleep(0.005)
+        # attach streams asked for before start connect first: no output is lost
+        for w in c.attach_waiters:
+            if not w.done():
+                w.set_result(sock)
+        for ev in c.attached:
+            try:
+                await asyncio.wait_for(ev.wait(), 5)
+            except TimeoutError:
+                pass
+        c.attach_waiters.clear()
+        c.attached.clear()
+        reply = await _shim_call(sock, {"cmd": "start"})
+        if not reply or "error" in reply:
+            msg = (reply or {}).get("error", "start failed")
+            raise FailedPrecondition(msg)
+        c.exited.clear()
+        c.state.update({"Status": "running", "Running": True, "Pid": reply["pid"],
+                        "ExitCode": 0, "Error": "", "StartedAt": _now(),
+                        "FinishedAt": "0001-01-01T00:00:00Z"})
+        self._save(c)
+        c.monitor = asyncio.create_task(self._watch(c))
+
+    def _prepare_files(self, c: Container) -> None:
+        d = self._dir(c)
+        rootfs = os.path.join(d, "rootfs")
+        os.makedirs(rootfs, exist_ok=True)
+        if not os.path.ismount(rootfs):
+            _mount_snapshot(self.images, _snap(c.id), rootfs)
+        hostname = c.r["Config"].get("Hostname") or c.id[:12]
+        host_mode = c.r["HostConfig"].get("NetworkMode") == "host"
+        with open(c.r["HostnamePath"], "w") as f:
+            f.write((os.uname().nodename if host_mode else hostname) + "\n")
+        hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+                 "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
+                 "ff02::2\tip6-allrouters"]
+        for extra in c.r["HostConfig"].get("ExtraHosts") or []:
+            h, _, ip = str(extra).partition(":")
+            hosts.append(f"{ip}\t{h}")
+        with open(c.r["HostsPath"], "w") as f:
+            f.write("\n".join(hosts) + "\n")
+        try:
+            with open("/etc/resolv.conf") as f:
+                resolv = f.read()
+        except OSError:
+            resolv = ""
+        dns = c.r["HostConfig"].get("Dns") or []
+        if dns:
+            resolv = "".join(f"nameserver {x}\n" for x in dns)
+        with open(c.r["ResolvConfPath"], "w") as f:
+            f.write(resolv)
+        image = self.images.get(c.r["Image"])
+        files = {"/etc/hostname": c.r["HostnamePath"], "/etc/hosts": c.r["HostsPath"],
+                 "/etc/resolv.conf": c.r["ResolvConfPath"]}
+        spec = specs.build(c.id, c.r["Config"], c.r["HostConfig"], image.config.config,
+                           rootfs, files)
+        if spec["process"]["cwd"] != "/":
+            os.makedirs(os.path.join(rootfs, spec["process"]["cwd"].lstrip("/")),
+                        exist_ok=True)
+        _atomic_json(os.path.join(self._rundir(c), "config.json"), spec)
+
+    async def _watch(self, c: Container) -> None:
+        sock = os.path.join(self._rundir(c), "shim.sock")
+        reply = await _shim_call(sock, {"cmd": "wait"}, timeout=None)
+        exitf = os.path.join(self._rundir(c), "exit.json")
+        for _ in range(200):
+            if os.path.exists(exitf):
+                break
+            await asyncio.sleep(0.01)
+        result = _read_json(exitf) if os.path.exists(exitf) else {
+            "ExitCode": (reply or {}).get("exit", 255), "FinishedAt": _now(),
+            "Error": "" if reply else "shim exited without a status"}
+        await self._finish(c, result)
+
+    async def _finish(self, c: Container, result: dict[str, Any]) -> None:
+        c.state.update({"Status": "exited", "Running": False, "Paused": False, "Pid": 0,
+                        "ExitCode": int(result.get("ExitCode", 255)),
+                        "Error": result.get("Error", ""),
+                        "FinishedAt": result.get("FinishedAt") or _now()})
+        self._save(c)
+        await asyncio.to_thread(self._unmount, c)
+        c.exited.set()
+        self.events.emit("container", "die", c.id, {
+            "name": c.name, "image": c.r["ImageName"], "exitCode": str(c.state["ExitCode"])})
+        if c.r["HostConfig"].get("AutoRemove"):
+            try:
+                await self.remove(c.id, force=True)
+            except NotFound:
+                pass
+
+    def _unmount(self, c: Container) -> None:
+        rootfs = os.path.join(self._dir(c), "rootfs")
+        if os.path.ismount(rootfs):
+            libc.umount2(rootfs, libc.MNT_DETACH)
+
+    async def restore(self) -> None:
+        """Live restore at daemon start: reattach to running containers' shims, record
+        the exits that happened meanwhile."""
+        for c in list(self.containers.values()):
+            if not c.running:
+                continue
+            sock = os.path.join(self._rundir(c), "shim.sock")
+            status = await _shim_call(sock, {"cmd": "status"}) if os.path.exists(sock) else None
+            if status and status.get("exit") is None:
+                c.monitor = asyncio.create_task(self._watch(c))
+                continue
+            exitf = os.path.join(self._rundir(c), "exit.json")
+            await self._finish(c, _read_json(exitf) if os.path.exists(exitf) else {
+                "ExitCode": 255, "Error": "container's shim was lost"})
+
+    # -- signals, stop, wait -----------------------------------------------------------------
+
+    async def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        from matou.runtime.kill import kill
+        from matou.runtime.store import Store
+
+        c = self.get(name)
+        if not c.running:
+            raise FailedPrecondition(f"Container {c.id} is not running")
+        await asyncio.to_thread(kill, Store(self.runtime_root), c.id, sig)
+        self.events.emit("container", "kill", c.id, {"name": c.name, "signal": str(sig),
+                                                      "image": c.r["ImageName"]})
+
+    async def stop(self, name: str, timeout: int | None = None) -> bool:
+        c = self.get(name)
+        if not c.running:
+            return False
+        stop_signal = _signal(c.r["Config"].get("StopSignal") or "SIGTERM")
+        if timeout is None:
+            timeout = int(c.r["Config"].get("StopTimeout") or 10)
+        try:
+            await self.kill(c.id, stop_signal)
+            await asyncio.wait_for(c.exited.wait(), max(timeout, 0))
+        except TimeoutError:
+            await self.kill(c.id, signal.SIGKILL)
+            await c.exited.wait()
+        except FailedPrecondition:
+            pass
+        await c.exited.wait()
+        self.events.emit("container", "stop", c.id, {"name": c.name,
+                                                      "image": c.r["ImageName"]})
+        return True
+
+    async def wait(self, name: str, condition: str = "not-running") -> dict[str, Any]:
+        c = self.get(name)
+        if condition == "next-exit" or (condition == "not-running" and c.running):
+            c.exited.clear() if not c.running else None
+            await c.exited.wait()
+        elif condition == "removed":
+            while c.id in self.containers:
+                await asyncio.sleep(0.05)
+        return {"StatusCode": c.state["ExitCode"],
+                "Error": {"Message": c.state["Error"]} if c.state["Error"] else None}
+
+    # -- remove -------------------------------------------------------------------------------
+
+    async def remove(self, name: str, force: bool = False) -> None:
+        c = self.get(name)
+        if c.running:
+            if not force:
+                raise FailedPrecondition(
+                    f"cannot remove container \"/{c.name}\": container is running: stop the "
+                    "container before removing or force remove")
+            await self.kill(c.id, signal.SIGKILL)
+            await c.exited.wait()
+        async with self.lock:
+            if c.id not in self.containers:
+                return
+            await asyncio.to_thread(self._unmount, c)
+            if self.images.snapshots.exists(_snap(c.id)):
+                await asyncio.to_thread(self.images.snapshots.remove, _snap(c.id))
+            shutil.rmtree(self._rundir(c), ignore_errors=True)
+            shutil.rmtree(self._dir(c), ignore_errors=True)
+            del self.containers[c.id]
+        self.events.emit("container", "destroy", c.id, {"name": c.name,
+                                                         "image": c.r["ImageName"]})
+
+    # -- attach and logs ------------------------------------------------------------------------
+
+    async def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool
+                     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A stream to the container's shim; waits for `start` if it has not run yet.
+        None when the container has exited (nothing more to stream)."""
+        c = self.get(name)
+        attached = asyncio.Event()
+        if c.running:
+            sock = os.path.join(self._rundir(c), "shim.sock")
+        elif c.state["Status"] == "created" or c.state["Status"] == "exited":
+            fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            c.attach_waiters.append(fut)
+            c.attached.append(attached)
+            sock = await fut
+        else:
+            return None
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock)
+        except OSError:
+            attached.set()
+            return None
+        writer.write(json.dumps({"cmd": "attach", "stdin": stdin, "stdout": stdout,
+                                 "stderr": stderr}).encode() + b"\n")
+        await writer.drain()
+        await reader.readline()
+        attached.set()
+        return reader, writer
+
+    async def resize(self, name: str, h: int, w: int) -> None:
+        c = self.get(name)
+        if not c.running:
+            raise FailedPrecondition(f"Container {c.id} is not running")
+        await _shim_call(os.path.join(self._rundir(c), "shim.sock"),
+                         {"cmd": "resize", "h": h, "w": w})
+
+    async def logs(self, name: str, follow: bool, stdout: bool, stderr: bool,
+                   tail: int | None, since: float, until: float | None,
+                   ) -> AsyncIterator[logfile.Entry]:
+        c = self.get(name)
+        path = c.r["LogPath"]
+        entries = list(await asyncio.to_thread(lambda: list(logfile.read(path))))
+        wanted = [e for e in entries if (e.stream == "stdout" and stdout) or
+                  (e.stream == "stderr" and stderr)]
+        wanted = [e for e in wanted if _ts(e.time) >= since and (until is None or
+                                                                  _ts(e.time) <= until)]
+        if tail is not None:
+            wanted = wanted[-tail:] if tail > 0 else []
+        for e in wanted:
+            yield e
+        if not follow or not c.running:
+            return
+        seen = len(entries)
+        while True:
+            done = not c.running
+            fresh = await asyncio.to_thread(lambda: list(logfile.read(path)))
+            for e in fresh[seen:]:
+                if ((e.stream == "stdout" and stdout) or (e.stream == "stderr" and stderr)) \
+                        and (until is None or _ts(e.time) <= until):
+                    yield e
+            seen = len(fresh)
+            if done:
+                return
+            try:
+                await asyncio.wait_for(c.exited.wait(), 0.2)
+            except TimeoutError:
+                pass
+
+
+def _snap(cid: str) -> str:
+    return f"container-{cid}"
+
+
+def _valid_name(name: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+", name))
+
+
+def _merge_env(base: list[str], extra: list[str]) -> list[str]:
+    out: dict[str, str] = {}
+    for e in [*base, *extra]:
+        out[e.split("=", 1)[0]] = e
+    return list(out.values())
+
+
+def _log_opts(host: dict[str, Any]) -> dict[str, Any]:
+    cfg = (host.get("LogConfig") or {}).get("Config") or {}
+    out: dict[str, Any] = {"max_size": 20_000_000, "max_file": 5}
+    if cfg.get("max-size"):
+        out["max_size"] = logfile.parse_size(str(cfg["max-size"]))
+    if cfg.get("max-file"):
+        out["max_file"] = int(cfg["max-file"])
+    return out
+
+
+def _signal(text: str) -> int:
+    from matou.runtime.kill import parse_signal
+
+    return parse_signal(str(text))
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            data: dict[str, Any] = json.load(f)
+            return data
+    except (OSError, ValueError):
+        return {}
+
+
+def _ts(text: str) -> float:
+    import calendar
+
+    try:
+        base = calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
+        frac = text[19:].rstrip("Z")
+        return base + (float(frac) if frac.startswith(".") else 0.0)
+    except ValueError:
+        return 0.0
+
+
+async def _shim_call(sock: str, req: dict[str, Any],
+                     timeout: float | None = 10) -> dict[str, Any] | None:
+    try:
+        reader, writer = await asyncio.open_unix_connection(sock)
+    except OSError:
+        return None
+    try:
+        writer.write(json.dumps(req).encode() + b"\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        return json.loads(line) if line.strip() else None
+    except (OSError, ValueError, TimeoutError):
+        return None
+    finally:
+        writer.close()
+
+
+def _mount_snapshot(images: ImageStore, key: str, target: str) -> None:
+    for m in images.snapshots.mounts(key):
+        if m.type == "bind":
+            libc.mount(m.source, target, None, libc.MS_BIND | libc.MS_REC)
+        else:
+            libc.mount(m.source, target, m.type, 0, ",".join(m.options))

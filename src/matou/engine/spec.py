@@ -1,0 +1,253 @@
+"""A Docker container's configuration turned into an OCI runtime spec, with Docker's
+defaults: 14 capabilities, masked and read-only /proc paths, the default mounts and
+devices, /etc/hosts, /etc/hostname and /etc/resolv.conf bound from the container's dir.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from matou.errors import InvalidArgument
+
+DEFAULT_CAPS = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)
+MASKED = (
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+)
+READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _mounts(shm_size: int, privileged: bool) -> list[dict[str, Any]]:
+    ro = [] if privileged else ["ro"]
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", *ro]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", *ro]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"]},
+    ]
+
+
+def _lookup(rootfs: str, path: str, name: str, field: int) -> int | None:
+    try:
+        with open(os.path.join(rootfs, path.lstrip("/"))) as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) > field and parts[0] == name:
+                    return int(parts[field])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def resolve_user(rootfs: str, user: str) -> tuple[int, int, list[int]]:
+    """Docker's `-u`: name or uid, optionally :group or :gid, looked up in the rootfs's
+    /etc/passwd and /etc/group (which are the container's, never the host's)."""
+    if not user:
+        return 0, 0, []
+    name, _, group = user.partition(":")
+    if name.isdigit():
+        uid = int(name)
+        gid = _gid_of_uid(rootfs, uid)
+    else:
+        found = _lookup(rootfs, "/etc/passwd", name, 2)
+        if found is None:
+            raise InvalidArgument(f"unable to find user {name}: no matching entries in "
+                                  "passwd file")
+        uid = found
+        gid = _lookup(rootfs, "/etc/passwd", name, 3) or 0
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            g = _lookup(rootfs, "/etc/group", group, 2)
+            if g is None:
+                raise InvalidArgument(f"unable to find group {group}: no matching entries in "
+                                      "group file")
+            gid = g
+    extra = []
+    if not name.isdigit():
+        try:
+            with open(os.path.join(rootfs, "etc/group")) as f:
+                for line in f:
+                    parts = line.rstrip("\n").split(":")
+                    if len(parts) >= 4 and name in parts[3].split(",") and parts[2].isdigit():
+                        extra.append(int(parts[2]))
+        except OSError:
+            pass
+    return uid, gid, extra
+
+
+def _gid_of_uid(rootfs: str, uid: int) -> int:
+    try:
+        with open(os.path.join(rootfs, "etc/passwd")) as f:
+            for line in f:
+                parts = line.split(":")
+                if len(parts) > 3 and parts[2] == str(uid):
+                    return int(parts[3])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def build(container_id: str, config: dict[str, Any], host: dict[str, Any],
+          image_config: dict[str, Any], rootfs: str, files: dict[str, str]) -> dict[str, Any]:
+    """The OCI spec of a container (``files`` maps /etc/hosts etc. to host paths)."""
+    # an Entrypoint given at create time drops the image's Cmd too, as in Docker
+    if config.get("Entrypoint") is not None:
+        entry, cmd = config["Entrypoint"], config.get("Cmd") or []
+    else:
+        entry = image_config.get("Entrypoint") or []
+        cmd = config.get("Cmd") or image_config.get("Cmd") or []
+    args = [a for a in [*entry, *cmd]]
+    if args[:1] == [""]:
+        args = args[1:]
+    if not args:
+        raise InvalidArgument("no command specified")
+    env = _env([*(image_config.get("Env") or []), *(config.get("Env") or [])])
+    hostname = config.get("Hostname") or container_id[:12]
+    if not any(e.startswith("PATH=") for e in env):
+        env.insert(0, DEFAULT_PATH)
+    env.append(f"HOSTNAME={hostname}")
+    if config.get("Tty") and not any(e.startswith("TERM=") for e in env):
+        env.append("TERM=xterm")
+    privileged = bool(host.get("Privileged"))
+    uid, gid, extra = resolve_user(rootfs, config.get("User") or image_config.get("User") or "")
+    caps = _caps(host, privileged)
+    security = host.get("SecurityOpt") or []
+    process: dict[str, Any] = {
+        "terminal": bool(config.get("Tty")), "args": args, "env": env,
+        "cwd": config.get("WorkingDir") or image_config.get("WorkingDir") or "/",
+        "user": {"uid": uid, "gid": gid, "additionalGids": sorted({*extra, *(
+            int(g) for g in host.get("GroupAdd") or [] if str(g).isdigit())})},
+        "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
+        "noNewPrivileges": any(s in ("no-new-privileges", "no-new-privileges:true",
+                                     "no-new-privileges=true") for s in security),
+    }
+    if host.get("OomScoreAdj"):
+        process["oomScoreAdj"] = int(host["OomScoreAdj"])
+    rlimits = []
+    for u in host.get("Ulimits") or []:
+        rlimits.append({"type": f"RLIMIT_{str(u['Name']).upper()}", "soft": int(u["Soft"]),
+                        "hard": int(u["Hard"])})
+    if rlimits:
+        process["rlimits"] = rlimits
+    mounts = _mounts(int(host.get("ShmSize") or 64 << 20), privileged)
+    for dest, src in files.items():
+        mounts.append({"destination": dest, "type": "bind", "source": src,
+                       "options": ["rbind", "rprivate"]})
+    for t, opts in (host.get("Tmpfs") or {}).items():
+        mounts.append({"destination": t, "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "nodev", "noexec", *[o for o in opts.split(",")
+                                                                   if o]]})
+    for bind in host.get("Binds") or []:
+        mounts.append(_bind(bind))
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    mode = host.get("NetworkMode") or "default"
+    if mode != "host":
+        namespaces.append({"type": "network"})
+    resources = _resources(host, privileged)
+    spec: dict[str, Any] = {
+        "ociVersion": "1.2.0", "process": process,
+        "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
+        "hostname": hostname, "mounts": mounts,
+        "linux": {"namespaces": namespaces, "cgroupsPath": f"/matou/{container_id}",
+                  "resources": resources,
+                  "maskedPaths": [] if privileged else list(MASKED),
+                  "readonlyPaths": [] if privileged else list(READONLY)},
+    }
+    if mode == "host":
+        spec.pop("hostname")
+    return spec
+
+
+def _env(items: list[str]) -> list[str]:
+    out: dict[str, str] = {}
+    for e in items:
+        k, eq, v = e.partition("=")
+        out[k] = f"{k}={v}" if eq else k
+    return list(out.values())
+
+
+def _caps(host: dict[str, Any], privileged: bool) -> list[str]:
+    from matou.linux.caps import CAPABILITIES, last_cap
+
+    if privileged:
+        return list(CAPABILITIES[: last_cap() + 1])
+    caps = list(DEFAULT_CAPS)
+
+    def norm(c: str) -> str:
+        c = c.upper()
+        return c if c.startswith("CAP_") else "CAP_" + c
+
+    adds = [norm(c) for c in host.get("CapAdd") or []]
+    drops = [norm(c) for c in host.get("CapDrop") or []]
+    if "CAP_ALL" in adds:
+        caps = list(CAPABILITIES[: last_cap() + 1])
+    caps += [c for c in adds if c != "CAP_ALL" and c not in caps]
+    if "CAP_ALL" in drops:
+        caps = [c for c in caps if c in adds]
+    return [c for c in caps if c not in drops]
+
+
+def _bind(spec: str) -> dict[str, Any]:
+    parts = spec.split(":")
+    if len(parts) < 2 or not parts[1].startswith("/"):
+        raise InvalidArgument(f"invalid volume specification: '{spec}'")
+    src, dest = parts[0], parts[1]
+    opts = parts[2].split(",") if len(parts) > 2 else []
+    if not src.startswith("/"):
+        raise InvalidArgument(f"named volumes are not supported yet: '{spec}'")
+    options = ["rbind", "ro" if "ro" in opts else "rw"]
+    options += [o for o in opts if o in ("rprivate", "private", "rshared", "shared",
+                                         "rslave", "slave")] or ["rprivate"]
+    return {"destination": dest, "type": "bind", "source": src, "options": options}
+
+
+def _resources(host: dict[str, Any], privileged: bool) -> dict[str, Any]:
+    r: dict[str, Any] = {"devices": [{"allow": privileged, "access": "rwm"}]}
+    mem: dict[str, Any] = {}
+    if host.get("Memory"):
+        mem["limit"] = int(host["Memory"])
+        swap = host.get("MemorySwap")
+        if swap:
+            mem["swap"] = int(swap)
+    if host.get("MemoryReservation"):
+        mem["reservation"] = int(host["MemoryReservation"])
+    if mem:
+        r["memory"] = mem
+    cpu: dict[str, Any] = {}
+    if host.get("CpuShares"):
+        cpu["shares"] = int(host["CpuShares"])
+    if host.get("NanoCpus"):
+        cpu["period"] = 100000
+        cpu["quota"] = int(host["NanoCpus"]) * 100000 // 10**9
+    if host.get("CpuQuota"):
+        cpu["quota"] = int(host["CpuQuota"])
+    if host.get("CpuPeriod"):
+        cpu["period"] = int(host["CpuPeriod"])
+    if host.get("CpusetCpus"):
+        cpu["cpus"] = str(host["CpusetCpus"])
+    if host.get("CpusetMems"):
+        cpu["mems"] = str(host["CpusetMems"])
+    if cpu:
+        r["cpu"] = cpu
+    if host.get("PidsLimit"):
+        r["pids"] = {"limit": int(host["PidsLimit"])}
+    return r

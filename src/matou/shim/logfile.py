@@ -1,0 +1,117 @@
+"""Docker's json-file log format, written with rotation, and read back for `docker logs`.
+
+    <id>-json.log          current file: one {"log","stream","time"} object per line
+    <id>-json.log.1 … .N   older files, .1 the newest (max-file - 1 of them)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import NamedTuple
+
+MAX_LINE = 16 << 10  # a line longer than this is split, as Docker splits at 16 KiB
+
+
+def timestamp(t: float | None = None) -> str:
+    t = time.time() if t is None else t
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def parse_size(text: str) -> int:
+    units = {"k": 1000, "m": 1000**2, "g": 1000**3}
+    t = text.strip().lower().removesuffix("b")
+    if t and t[-1] in units:
+        return int(float(t[:-1]) * units[t[-1]])
+    return int(t)
+
+
+class Writer:
+    def __init__(self, path: str, max_size: int = 20_000_000, max_file: int = 5) -> None:
+        self.path = path
+        self.max_size = max_size
+        self.max_file = max(1, max_file)
+        self.pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.size = os.fstat(self.fd).st_size
+
+    def write(self, stream: str, data: bytes) -> None:
+        buf = self.pending[stream] + data
+        lines = []
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                break
+            lines.append(buf[: nl + 1])
+            buf = buf[nl + 1:]
+        while len(buf) >= MAX_LINE:
+            lines.append(buf[:MAX_LINE])
+            buf = buf[MAX_LINE:]
+        self.pending[stream] = buf
+        if lines:
+            self._emit(stream, lines)
+
+    def flush(self) -> None:
+        for stream, buf in self.pending.items():
+            if buf:
+                self._emit(stream, [buf])
+                self.pending[stream] = b""
+
+    def _emit(self, stream: str, lines: list[bytes]) -> None:
+        now = timestamp()
+        out = b"".join(json.dumps({"log": line.decode("utf-8", "replace"), "stream": stream,
+                                   "time": now}).encode() + b"\n" for line in lines)
+        if self.max_size and self.size + len(out) > self.max_size and self.size > 0:
+            self._rotate()
+        os.write(self.fd, out)
+        self.size += len(out)
+
+    def _rotate(self) -> None:
+        os.close(self.fd)
+        if self.max_file == 1:
+            os.truncate(self.path, 0)
+        else:
+            for i in range(self.max_file - 1, 0, -1):
+                src = self.path if i == 1 else f"{self.path}.{i - 1}"
+                if os.path.exists(src):
+                    os.rename(src, f"{self.path}.{i}")
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                          0o640)
+        self.size = 0
+
+    def close(self) -> None:
+        self.flush()
+        os.close(self.fd)
+
+
+class Entry(NamedTuple):
+    stream: str
+    data: bytes
+    time: str
+
+
+def files(path: str) -> list[str]:
+    """Oldest first."""
+    out = []
+    i = 1
+    while os.path.exists(f"{path}.{i}"):
+        out.append(f"{path}.{i}")
+        i += 1
+    return [*reversed(out), path] if os.path.exists(path) else list(reversed(out))
+
+
+def read(path: str) -> Iterator[Entry]:
+    for f in files(path):
+        try:
+            with open(f, "rb") as fh:
+                for line in fh:
+                    try:
+                        obj = json.loads(line)
+                    except ValueError:
+                        continue  # a line cut by a crash
+                    yield Entry(obj.get("stream", "stdout"), obj.get("log", "").encode(),
+                                obj.get("time", ""))
+        except FileNotFoundError:
+            continue

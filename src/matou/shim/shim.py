@@ -1,0 +1,355 @@
+"""The per-container shim: one small process that owns a container's stdio and PTY,
+writes its json-file log, reaps it, and records how it ended — so that matoud can stop,
+crash or upgrade without touching the container (live restore).
+
+    <dir>/shim.sock    control socket: one JSON line per connection, then:
+                         {"cmd":"start"} → {"pid":…} or {"error":…}: the container was
+                           created at launch and runs only from here
+                         {"cmd":"attach","stdin":…,"stdout":…,"stderr":…} → a stream
+                           (raw with a TTY, else Docker's 8-byte multiplexed frames;
+                           bytes from the client are the container's stdin)
+                         {"cmd":"resize","h":…,"w":…}  {"cmd":"wait"} → {"exit":…}
+                         {"cmd":"status"} → {"pid":…}
+    <dir>/shim.json    {"pid": shim pid, "init": container pid}, written once started
+    <dir>/exit.json    {"ExitCode", "FinishedAt", "Error"}, written atomically at the end
+
+It is forked from the fork server (pre-imported, single-threaded) and uses matou.runtime
+as a library: no interpreter starts on the way to a running container.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import termios
+from typing import Any, NoReturn
+
+from matou.linux import libc
+from matou.linux import pty as ptys
+from matou.shim import logfile
+
+STDIN, STDOUT, STDERR = 0, 1, 2
+
+
+def _atomic_json(path: str, data: dict[str, Any]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+class _Client:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.mode = ""          # "", "attach", "wait"
+        self.streams: set[int] = set()
+        self.stdin = False
+
+
+class Shim:
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.conf = conf
+        self.dir = conf["dir"]
+        self.tty = bool(conf.get("tty"))
+        self.clients: list[_Client] = []
+        self.exit_code: int | None = None
+        self.init_pid = 0
+        self.stdin_w = -1
+        self.outputs: dict[int, int] = {}    # fd -> stream number
+        self.master = -1
+
+    # -- start ---------------------------------------------------------------------------
+
+    def launch(self) -> None:
+        from matou.runtime.create import Options, create
+        from matou.runtime.foreground import console_pair
+        from matou.runtime.store import Store
+
+        store = Store(self.conf["runtime_root"])
+        saved = [os.dup(fd) for fd in (0, 1, 2)]
+        ours = theirs = None
+        try:
+            if self.tty:
+                ours, theirs = console_pair()
+                null = os.open("/dev/null", os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                os.close(null)
+            else:
+                if self.conf.get("open_stdin"):
+                    r, w = os.pipe()
+                    os.dup2(r, 0)
+                    os.close(r)
+                    self.stdin_w = w
+                else:
+                    null = os.open("/dev/null", os.O_RDONLY)
+                    os.dup2(null, 0)
+                    os.close(null)
+                for fd, stream in ((1, STDOUT), (2, STDERR)):
+                    r, w = os.pipe()
+                    os.dup2(w, fd)
+                    os.close(w)
+                    self.outputs[r] = stream
+            rec = create(store, Options(self.conf["id"], self.conf["bundle"],
+                                        console_sock=theirs))
+        finally:
+            for fd, s in zip((0, 1, 2), saved, strict=True):
+                os.dup2(s, fd)
+                os.close(s)
+        if ours is not None:
+            assert theirs is not None
+            theirs.close()
+            self.master = ptys.recv_console(ours)
+            ours.close()
+            if self.conf.get("size"):
+                h, w = self.conf["size"]
+                ptys.set_size(self.master, h, w)
+            self.outputs[self.master] = STDOUT
+            self.stdin_w = self.master
+        self.init_pid = rec.pid
+
+    def start(self) -> None:
+        """Let the created container run: the daemon says so once its attach streams are
+        connected, so that not a byte of early output is missed."""
+        from matou.runtime.start import start
+        from matou.runtime.store import Store
+
+        start(Store(self.conf["runtime_root"]), self.conf["id"])
+        _atomic_json(os.path.join(self.dir, "shim.json"),
+                     {"pid": os.getpid(), "init": self.init_pid})
+
+    # -- loop ------------------------------------------------------------------------------
+
+    def serve(self, listener: socket.socket, sigchld: int) -> None:
+        log = logfile.Writer(self.conf["log"], int(self.conf.get("max_size", 20_000_000)),
+                             int(self.conf.get("max_file", 5)))
+        try:
+            while self.outputs or self.exit_code is None:
+                fds = [listener.fileno(), sigchld, *self.outputs,
+                       *(c.sock.fileno() for c in self.clients)]
+                try:
+                    ready, _, _ = select.select(fds, [], [], 1.0)
+                except InterruptedError:
+                    continue
+                for fd in ready:
+                    if fd == listener.fileno():
+                        conn, _ = listener.accept()
+                        conn.setblocking(True)
+                        self.clients.append(_Client(conn))
+                    elif fd == sigchld:
+                        os.read(sigchld, 4096)
+                        self._reap()
+                    elif fd in self.outputs:
+                        self._output(fd, log)
+                    else:
+                        self._from_client(next(c for c in self.clients if c.sock.fileno() == fd))
+                if self.exit_code is not None and not self.outputs:
+                    break
+                if self.exit_code is not None and self.master >= 0:
+                    # a pty's master never sees EOF while a reader might reopen the slave
+                    self._drain(log)
+        finally:
+            log.close()
+
+    def _drain(self, log: logfile.Writer) -> None:
+        for fd in list(self.outputs):
+            os.set_blocking(fd, False)
+            while fd in self.outputs:
+                try:
+                    self._output(fd, log)
+                except BlockingIOError:
+                    break
+            if fd in self.outputs:
+                del self.outputs[fd]
+
+    def _output(self, fd: int, log: logfile.Writer) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except OSError as e:
+            if e.errno == errno.EAGAIN:
+                raise BlockingIOError from e
+            data = b""  # EIO: the pty's last slave closed
+        stream = self.outputs[fd]
+        if not data:
+            del self.outputs[fd]
+            if fd != self.master:
+                os.close(fd)
+            return
+        log.write("stdout" if stream == STDOUT else "stderr", data)
+        for c in list(self.clients):
+            if c.mode == "attach" and stream in c.streams:
+                frame = data if self.tty else struct.pack(">BxxxI", stream, len(data)) + data
+                try:
+                    c.sock.sendall(frame)
+                except OSError:
+                    self._drop(c)
+
+    def _from_client(self, c: _Client) -> None:
+        try:
+            data = c.sock.recv(65536)
+        except OSError:
+            data = b""
+        if c.mode == "attach":
+            if not data:
+                if c.stdin and self.conf.get("stdin_once") and self.stdin_w >= 0 and \
+                        not self.tty:
+                    os.close(self.stdin_w)
+                    self.stdin_w = -1
+                self._drop(c)
+                return
+            if c.stdin and self.stdin_w >= 0:
+                try:
+                    os.write(self.stdin_w, data)
+                except OSError:
+                    pass
+            return
+        if not data:
+            self._drop(c)
+            return
+        c.buf += data
+        if b"\n" not in c.buf:
+            return
+        line, _, rest = c.buf.partition(b"\n")
+        try:
+            req = json.loads(line)
+        except ValueError:
+            self._drop(c)
+            return
+        self._command(c, req, rest)
+
+    def _command(self, c: _Client, req: dict[str, Any], rest: bytes) -> None:
+        cmd = req.get("cmd")
+        if cmd == "attach":
+            c.mode = "attach"
+            c.stdin = bool(req.get("stdin"))
+            c.streams = {s for s, on in ((STDOUT, req.get("stdout")), (STDERR, req.get("stderr")))
+                         if on}
+            if self.tty and c.streams:
+                c.streams = {STDOUT}
+            c.sock.sendall(b"{}\n")
+            if rest and c.stdin and self.stdin_w >= 0:
+                os.write(self.stdin_w, rest)
+            if self.exit_code is not None and not self.outputs:
+                self._drop(c)
+        elif cmd == "resize":
+            if self.master >= 0:
+                ptys.set_size(self.master, int(req.get("h", 24)), int(req.get("w", 80)))
+            c.sock.sendall(b"{}\n")
+            self._drop(c)
+        elif cmd == "wait":
+            c.mode = "wait"
+            if self.exit_code is not None and not self.outputs:
+                self._answer_wait(c)
+        elif cmd == "start":
+            try:
+                self.start()
+                reply: dict[str, Any] = {"pid": self.init_pid}
+            except Exception as e:
+                reply = {"error": str(e)}
+            c.sock.sendall(json.dumps(reply).encode() + b"\n")
+            self._drop(c)
+        elif cmd == "status":
+            c.sock.sendall(json.dumps({"pid": self.init_pid, "exit": self.exit_code}).encode()
+                           + b"\n")
+            self._drop(c)
+        elif cmd == "close-stdin":
+            if self.stdin_w >= 0 and not self.tty:
+                os.close(self.stdin_w)
+                self.stdin_w = -1
+            c.sock.sendall(b"{}\n")
+            self._drop(c)
+        else:
+            self._drop(c)
+
+    def _answer_wait(self, c: _Client) -> None:
+        try:
+            c.sock.sendall(json.dumps({"exit": self.exit_code}).encode() + b"\n")
+        except OSError:
+            pass
+        self._drop(c)
+
+    def _drop(self, c: _Client) -> None:
+        if c in self.clients:
+            self.clients.remove(c)
+        try:
+            c.sock.close()
+        except OSError:
+            pass
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.init_pid:
+                self.exit_code = (128 + os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                                  else os.WEXITSTATUS(status))
+
+    def finish(self, error: str = "") -> None:
+        code = self.exit_code if self.exit_code is not None else (127 if error else 255)
+        _atomic_json(os.path.join(self.dir, "exit.json"),
+                     {"ExitCode": code, "FinishedAt": logfile.timestamp(), "Error": error})
+        for c in list(self.clients):
+            if c.mode == "wait":
+                self._answer_wait(c)
+            else:
+                self._drop(c)
+        try:
+            from matou.runtime.delete import delete
+            from matou.runtime.store import Store
+
+            delete(Store(self.conf["runtime_root"]), self.conf["id"], force=True)
+        except Exception:
+            pass
+
+
+def run(conf: dict[str, Any]) -> NoReturn:
+    """The shim's main (in a freshly forked, session-leading process)."""
+    code = 0
+    shim = Shim(conf)
+    try:
+        os.setsid()
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # the daemon's death is not ours
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path = os.path.join(conf["dir"], "shim.sock")
+        if os.path.exists(path):
+            os.unlink(path)
+        listener.bind(path)
+        os.chmod(path, 0o600)
+        listener.listen(16)
+        fcntl.fcntl(listener.fileno(), fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+        try:
+            shim.launch()
+        except Exception as e:
+            shim.finish(str(e))
+            os._exit(1)
+        shim.serve(listener, r)
+        shim.finish()
+    except BaseException as e:  # never let an exception unwind into the fork server
+        try:
+            shim.finish(f"shim: {type(e).__name__}: {e}")
+        except BaseException:
+            pass
+        code = 1
+    os._exit(code)
+
+
+__all__ = ["run", "termios"]
