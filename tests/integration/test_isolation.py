@@ -243,3 +243,10 @@ def test_personality(rt: Runtime, bundle: Bundle) -> None:
     bundle.spec["linux"]["personality"] = {"domain": "BSD"}
     p = rt.run(bundle, "true")
     assert p.returncode != 0 and "personality" in p.stderr
+
+
+def test_signals_start_at_their_defaults(rt: Runtime, bundle: Bundle) -> None:
+    # the runtime (Python) ignores SIGPIPE; the container must not inherit that
+    p = rt.run(bundle, "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status")
+    out = p.stdout
+    assert out.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"]

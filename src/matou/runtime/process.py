@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import resource
+import signal
 import stat
 import sys
 from typing import NamedTuple, NoReturn
@@ -131,6 +132,20 @@ def seal_imports() -> None:
     sys.path_importer_cache.clear()
 
 
+def _default_signals() -> None:
+    """An ignored signal stays ignored across execve, and a shell may not trap a signal it
+    started with ignored: Python ignores SIGPIPE, a shim ignores SIGTERM. The container
+    process starts as any program does: default dispositions, nothing blocked."""
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def become(p: Prepared, exe: str) -> NoReturn:
     """Turn this process into the container process (runs inside the container)."""
     proc = p.process
@@ -176,6 +191,7 @@ def become(p: Prepared, exe: str) -> NoReturn:
         p.seccomp.load()
     os.umask(0o022 if user.umask is None else user.umask)
     env = dict(e.partition("=")[::2] for e in proc.env)
+    _default_signals()
     try:
         os.execve(exe, list(proc.args), env)
     except OSError as e:
