@@ -3,6 +3,7 @@ through the docker group, and a daemon killed with -9 losing nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -89,8 +90,16 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     try:
         yield d
     finally:
+        if d.proc is not None and d.proc.poll() is None:
+            ids = d.docker("ps", "-aq", check=False).stdout.split()
+            if ids:
+                d.docker("rm", "-f", *ids, check=False)
         d.stop()
         shutil.rmtree(d.run, ignore_errors=True)
+        subprocess.run(["umount", "-R", "-l", str(d.data)], capture_output=True)
+        for cg in Path("/sys/fs/cgroup").glob("*/matou"):
+            with contextlib.suppress(OSError):
+                cg.rmdir()
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +216,66 @@ def test_tcp_listener_is_loopback_only_without_tls(tmp_path: Path) -> None:
                        timeout=30)
     assert p.returncode != 0 and "refusing plain TCP" in p.stderr
     io.BytesIO()
+
+
+def test_run_containers_with_the_cli(daemon: Daemon, busybox_archive: Path) -> None:
+    daemon.docker("load", "-i", str(busybox_archive))
+    p = daemon.docker("run", "--rm", "busybox", "echo", "Hello World!")
+    assert p.stdout == "Hello World!\n"
+    assert daemon.docker("run", "--rm", "busybox", "sh", "-c", "echo err >&2; exit 3",
+                         check=False).returncode == 3
+    cid = daemon.docker("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
+                        "trap 'exit 0' TERM; i=0; while true; do echo tick $i; "
+                        "i=$((i+1)); sleep 0.1; done").stdout.strip()
+    assert len(cid) == 64
+    ps = daemon.docker("ps", "--format", "{{.ID}} {{.Names}} {{.Status}}").stdout
+    assert f"{cid[:12]} ticker Up" in ps
+    time.sleep(0.5)
+    logs = daemon.docker("logs", "ticker").stdout.splitlines()
+    assert logs[:2] == ["tick 0", "tick 1"]
+    assert daemon.docker("logs", "--tail", "1", "ticker").stdout.count("\n") == 1
+    state = json.loads(daemon.docker("inspect", "ticker").stdout)[0]
+    assert state["State"]["Running"] and state["Config"]["Image"] == "busybox"
+    daemon.docker("stop", "ticker")
+    assert daemon.docker("inspect", "-f", "{{.State.ExitCode}}", "ticker").stdout.strip() == "0"
+    daemon.docker("start", "ticker")
+    assert "ticker" in daemon.docker("ps", "--format", "{{.Names}}").stdout
+    daemon.docker("rm", "-f", "ticker")
+    assert "ticker" not in daemon.docker("ps", "-a", "--format", "{{.Names}}").stdout
+    rm = daemon.docker("rmi", "busybox", check=False)
+    assert rm.returncode == 0  # no container uses it any more
+
+
+def test_run_with_a_terminal(daemon: Daemon, busybox_archive: Path) -> None:
+    if not shutil.which("script"):
+        pytest.skip("util-linux script is missing")
+    daemon.docker("load", "-i", str(busybox_archive))
+    cmd = f"docker -H {daemon.host} run -i -t --rm busybox sh -c 'tty; echo Hello World!'"
+    p = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                       timeout=60, stdin=subprocess.DEVNULL)
+    assert "/dev/pts/0" in p.stdout and "Hello World!" in p.stdout, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_containers_survive_a_daemon_restart(daemon: Daemon, busybox_archive: Path,
+                                             sig: int) -> None:
+    daemon.docker("load", "-i", str(busybox_archive))
+    daemon.docker("run", "-d", "--name", "survivor", "busybox", "sh", "-c",
+                  "trap 'exit 7' TERM; i=0; while true; do echo tick $i; i=$((i+1)); "
+                  "sleep 0.1; done")
+    daemon.docker("run", "-d", "--name", "shortlived", "busybox", "sh", "-c", "sleep 0.5")
+    time.sleep(0.3)
+    daemon.stop(sig)
+    time.sleep(0.8)  # shortlived exits while no daemon runs
+    daemon.start()
+    ps = daemon.docker("ps", "--format", "{{.Names}}").stdout.split()
+    assert ps == ["survivor"]
+    before = len(daemon.docker("logs", "survivor").stdout.splitlines())
+    time.sleep(0.4)
+    after = len(daemon.docker("logs", "survivor").stdout.splitlines())
+    assert after > before, "the container's log stopped while the daemon was away"
+    assert daemon.docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}",
+                         "shortlived").stdout.strip() == "exited 0"
+    daemon.docker("stop", "survivor")
+    assert daemon.docker("inspect", "-f", "{{.State.ExitCode}}",
+                         "survivor").stdout.strip() == "7"

@@ -17,6 +17,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ from matou.engine import spec as specs
 from matou.engine.events import EventBus
 from matou.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from matou.images.store import ImageStore
-from matou.linux import libc
+from matou.linux import libc, unixsock
 from matou.shim import logfile
 from matou.shim.forkserver import ForkServer
 
@@ -435,7 +436,7 @@ class ContainerService:
         else:
             return None
         try:
-            reader, writer = await asyncio.open_unix_connection(sock)
+            reader, writer = await _open(sock)
         except OSError:
             attached.set()
             return None
@@ -539,10 +540,22 @@ def _ts(text: str) -> float:
         return 0.0
 
 
+async def _open(path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.setblocking(False)
+    try:
+        with unixsock.short(path) as p:
+            await asyncio.get_running_loop().sock_connect(s, p)
+    except OSError:
+        s.close()
+        raise
+    return await asyncio.open_unix_connection(sock=s)
+
+
 async def _shim_call(sock: str, req: dict[str, Any],
                      timeout: float | None = 10) -> dict[str, Any] | None:
     try:
-        reader, writer = await asyncio.open_unix_connection(sock)
+        reader, writer = await _open(sock)
     except OSError:
         return None
     try:

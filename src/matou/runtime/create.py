@@ -27,7 +27,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from matou.cgroups import Manager
 from matou.errors import FailedPrecondition, InvalidArgument, MatouError, from_oserror
-from matou.linux import libc, netdev, proc
+from matou.linux import libc, netdev, proc, unixsock
 from matou.linux import pty as ptys
 from matou.linux.mount import secure_join
 from matou.oci import state as oci_state
@@ -131,7 +131,7 @@ def _launch(store: Store, opts: Options, spec: Spec, bundle: str, root: str,
     cid = opts.container_id
     joins = _join_fds(spec)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(store.init_socket(cid))
+    unixsock.bind(listener, store.init_socket(cid))
     listener.listen(1)
     console: socket.socket | None = opts.console_sock
     if opts.console_socket:

@@ -8,6 +8,7 @@ import os
 import socket
 
 from matou.errors import FailedPrecondition
+from matou.linux import unixsock
 from matou.oci import state as oci_state
 from matou.runtime import log
 from matou.runtime.store import Record, Store
@@ -37,7 +38,7 @@ def start_handshake(path: str) -> None:
     failed (an error text)."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        conn.connect(path)
+        unixsock.connect(conn, path)
     except OSError as e:
         raise FailedPrecondition(f"container init is gone: {e.strerror}") from e
     try:

@@ -30,7 +30,7 @@ import struct
 import termios
 from typing import Any, NoReturn
 
-from matou.linux import libc
+from matou.linux import libc, unixsock
 from matou.linux import pty as ptys
 from matou.shim import logfile
 
@@ -332,7 +332,7 @@ def run(conf: dict[str, Any]) -> NoReturn:
         path = os.path.join(conf["dir"], "shim.sock")
         if os.path.exists(path):
             os.unlink(path)
-        listener.bind(path)
+        unixsock.bind(listener, path)
         os.chmod(path, 0o600)
         listener.listen(16)
         fcntl.fcntl(listener.fileno(), fcntl.F_SETFD, fcntl.FD_CLOEXEC)
