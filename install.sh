@@ -26,7 +26,7 @@ fi
 # byte-compile now: with PYTHONDONTWRITEBYTECODE set, every run would recompile the
 # sources, which triples matou-runtime's start-up
 "$venv/bin/python" -m compileall -q "$here/src" >/dev/null
-for cmd in matou-runtime matou-images; do
+for cmd in matou-runtime matou-images matoud; do
   ln -sf "$venv/bin/$cmd" "/usr/local/bin/$cmd"
 done
 echo "matou installed in $venv ($(matou-runtime --version | head -1))"
