@@ -61,7 +61,12 @@ class Daemon:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
-            self.proc.wait(timeout=20)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()  # a test must not leave a daemon behind, even failing
+                self.proc.wait()
+                raise
 
     def docker(self, *args: str, check: bool = True, **kw: object
                ) -> subprocess.CompletedProcess[str]:
@@ -95,6 +100,8 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
             if ids:
                 d.docker("rm", "-f", *ids, check=False)
         d.stop()
+        if d.proc is not None:  # its fork server goes when the daemon does; make sure
+            subprocess.run(["pkill", "-9", "-f", f"matoud -H {d.host} "], capture_output=True)
         shutil.rmtree(d.run, ignore_errors=True)
         subprocess.run(["umount", "-R", "-l", str(d.data)], capture_output=True)
         for cg in Path("/sys/fs/cgroup").glob("*/matou"):

@@ -72,8 +72,9 @@ async def wait(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
     result = await e.containers.wait(request.match_info["id"], cond)
-    await resp.write(json.dumps(result).encode() + b"\n")
-    await resp.write_eof()
+    with contextlib.suppress(ConnectionError):  # the client may be gone by now
+        await resp.write(json.dumps(result).encode() + b"\n")
+        await resp.write_eof()
     return resp
 
 

@@ -20,7 +20,9 @@ import signal
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
+from itertools import islice
 from typing import Any
 
 from matou.engine import spec as specs
@@ -30,6 +32,7 @@ from matou.images.store import ImageStore
 from matou.linux import libc, unixsock
 from matou.shim import logfile
 from matou.shim.forkserver import ForkServer
+from matou.shim.shim import atomic_json
 
 _ADJ = ("admiring", "brave", "calm", "eager", "gifted", "happy", "jolly", "keen", "lucid",
         "nifty", "quirky", "serene", "stoic", "vibrant", "wizardly", "zealous")
@@ -39,15 +42,6 @@ _NAMES = ("hopper", "lovelace", "turing", "curie", "noether", "ritchie", "thomps
 
 def _now() -> str:
     return logfile.timestamp()
-
-
-def _atomic_json(path: str, data: dict[str, Any]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
 
 
 class Container:
@@ -126,7 +120,7 @@ class ContainerService:
         return os.path.join(self.run, c.id)
 
     def _save(self, c: Container) -> None:
-        _atomic_json(os.path.join(self._dir(c), "config.v2.json"), c.r)
+        atomic_json(os.path.join(self._dir(c), "config.v2.json"), c.r)
 
     # -- create ----------------------------------------------------------------------------
 
@@ -300,7 +294,7 @@ class ContainerService:
         if spec["process"]["cwd"] != "/":
             os.makedirs(os.path.join(rootfs, spec["process"]["cwd"].lstrip("/")),
                         exist_ok=True)
-        _atomic_json(os.path.join(self._rundir(c), "config.json"), spec)
+        atomic_json(os.path.join(self._rundir(c), "config.json"), spec)
 
     async def _watch(self, c: Container) -> None:
         sock = os.path.join(self._rundir(c), "shim.sock")
@@ -457,34 +451,48 @@ class ContainerService:
     async def logs(self, name: str, follow: bool, stdout: bool, stderr: bool,
                    tail: int | None, since: float, until: float | None,
                    ) -> AsyncIterator[logfile.Entry]:
+        """Entries of the json-file log, streamed (never the whole log in memory), then —
+        with ``follow`` — new ones as the shim appends them, until the container stops."""
         c = self.get(name)
         path = c.r["LogPath"]
-        entries = list(await asyncio.to_thread(lambda: list(logfile.read(path))))
-        wanted = [e for e in entries if (e.stream == "stdout" and stdout) or
-                  (e.stream == "stderr" and stderr)]
-        wanted = [e for e in wanted if _ts(e.time) >= since and (until is None or
-                                                                  _ts(e.time) <= until)]
+
+        def wanted(e: logfile.Entry) -> bool:
+            return ((e.stream == "stdout" and stdout) or (e.stream == "stderr" and stderr)) \
+                and _ts(e.time) >= since and (until is None or _ts(e.time) <= until)
+
         if tail is not None:
-            wanted = wanted[-tail:] if tail > 0 else []
-        for e in wanted:
-            yield e
+            last: deque[logfile.Entry] = deque(maxlen=max(tail, 0))
+            for e in logfile.read(path):
+                if wanted(e):
+                    last.append(e)
+            for e in last:
+                yield e
+        else:
+            reader = logfile.read(path)
+            while True:
+                batch = await asyncio.to_thread(lambda: list(islice(reader, 1024)))
+                if not batch:
+                    break
+                for e in batch:
+                    if wanted(e):
+                        yield e
         if not follow or not c.running:
             return
-        seen = len(entries)
-        while True:
-            done = not c.running
-            fresh = await asyncio.to_thread(lambda: list(logfile.read(path)))
-            for e in fresh[seen:]:
-                if ((e.stream == "stdout" and stdout) or (e.stream == "stderr" and stderr)) \
-                        and (until is None or _ts(e.time) <= until):
-                    yield e
-            seen = len(fresh)
-            if done:
-                return
-            try:
-                await asyncio.wait_for(c.exited.wait(), 0.2)
-            except TimeoutError:
-                pass
+        follower = logfile.Follower(path)
+        try:
+            while True:
+                done = not c.running
+                for e in await asyncio.to_thread(follower.poll):
+                    if wanted(e):
+                        yield e
+                if done:
+                    return
+                try:
+                    await asyncio.wait_for(c.exited.wait(), 0.1)
+                except TimeoutError:
+                    pass
+        finally:
+            follower.close()
 
 
 def _snap(cid: str) -> str:

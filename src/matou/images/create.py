@@ -25,6 +25,8 @@ from matou.images.store import (
     Image,
     ImageStore,
     LayerSource,
+    layer_media_type,
+    make_manifest,
 )
 from matou.oci import image as oci
 from matou.oci.digest import Digest
@@ -145,9 +147,9 @@ def import_rootfs(store: ImageStore, stream: BinaryIO, changes: Sequence[str] = 
                      "comment": message or f"Imported from {source}"}],
     }
     config_bytes = oci.config_to_json(config)
-    layer = oci.descriptor(_media_type(store, blob), blob, size)
+    layer = oci.descriptor(layer_media_type(store.content, blob), blob, size)
     return store.add(config_bytes, [LayerSource(blob, diff_id)],
-                     _manifest(config_bytes, [layer]), tags=tags)
+                     make_manifest(config_bytes, [layer]), tags=tags)
 
 
 def commit_snapshot(store: ImageStore, base: Image | None, key: str,
@@ -194,7 +196,7 @@ def commit_snapshot(store: ImageStore, base: Image | None, key: str,
             descs.append(blob)
     layers.append(LayerSource(diff_id, diff_id))
     descs.append(oci.descriptor(oci.OCI_LAYER, diff_id, size))
-    return store.add(config_bytes, layers, _manifest(config_bytes, descs),
+    return store.add(config_bytes, layers, make_manifest(config_bytes, descs),
                      parent=base.id if base else None, tags=tags)
 
 
@@ -223,29 +225,6 @@ def _ingest(store: ImageStore, stream: BinaryIO) -> tuple[Digest, int]:
         w.copy_from(stream)
         size = w.hasher.size
         return w.commit(), size
-
-
-def _media_type(store: ImageStore, blob: Digest) -> str:
-    with store.content.open(blob) as f:
-        magic = f.read(4)
-    if magic[:2] == b"\x1f\x8b":
-        return oci.OCI_LAYER_GZIP
-    if magic == b"\x28\xb5\x2f\xfd":
-        return oci.OCI_LAYER_ZSTD
-    return oci.OCI_LAYER
-
-
-def _manifest(config_bytes: bytes, layers: Sequence[oci.Descriptor]) -> bytes:
-    cfg = oci.descriptor(oci.OCI_CONFIG, oci_digest(config_bytes), len(config_bytes))
-    return json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
-                       "config": cfg.to_json(), "layers": [d.to_json() for d in layers]},
-                      separators=(",", ":")).encode()
-
-
-def oci_digest(data: bytes) -> Digest:
-    from matou.oci.digest import sha256_bytes
-
-    return sha256_bytes(data)
 
 
 def busybox_rootfs_tar(busybox: str = "/bin/busybox") -> bytes:

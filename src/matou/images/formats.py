@@ -29,11 +29,11 @@ from collections.abc import Iterator, Sequence
 from typing import IO, Any, BinaryIO, NamedTuple
 
 from matou.archive.compression import open_decompressed
-from matou.errors import InvalidArgument, NotFound
-from matou.images.store import Image, ImageStore, LayerSource
+from matou.errors import InvalidArgument
+from matou.images.store import Image, ImageStore, LayerSource, layer_media_type, make_manifest
 from matou.oci import image as oci
 from matou.oci import reference
-from matou.oci.digest import Digest, Hasher
+from matou.oci.digest import Digest, Hasher, sha256_bytes
 
 MAX_JSON = 16 << 20  # manifest.json, index.json, configs, manifests
 CHUNK = 1 << 20
@@ -185,8 +185,8 @@ def _load_docker(store: ImageStore, src: _Source) -> list[Loaded]:
             with src.open(path) as f:
                 blob, size = _ingest(store, f)
             layers.append(LayerSource(blob, diff_id))
-            descriptors.append(oci.descriptor(_layer_media_type(store, blob), blob, size))
-        manifest = _manifest(config_bytes, descriptors)
+            descriptors.append(oci.descriptor(layer_media_type(store.content, blob), blob, size))
+        manifest = make_manifest(config_bytes, descriptors)
         tags = [t for t in entry.get("RepoTags") or [] if isinstance(t, str)]
         for t in tags:
             reference.parse(t)  # a bad tag fails the load before anything is recorded
@@ -266,32 +266,6 @@ def _ingest(store: ImageStore, f: IO[bytes]) -> tuple[Digest, int]:
         w.copy_from(f)
         size = w.hasher.size
         return w.commit(), size
-
-
-def _layer_media_type(store: ImageStore, blob: Digest) -> str:
-    with store.content.open(blob) as f:
-        magic = f.read(4)
-    if magic[:2] == b"\x1f\x8b":
-        return oci.OCI_LAYER_GZIP
-    if magic == b"\x28\xb5\x2f\xfd":
-        return oci.OCI_LAYER_ZSTD
-    return oci.OCI_LAYER
-
-
-def _manifest(config_bytes: bytes, layers: Sequence[oci.Descriptor]) -> bytes:
-    config_digest = store_digest(config_bytes)
-    return json.dumps({
-        "schemaVersion": 2,
-        "mediaType": oci.OCI_MANIFEST,
-        "config": oci.descriptor(oci.OCI_CONFIG, config_digest, len(config_bytes)).to_json(),
-        "layers": [d.to_json() for d in layers],
-    }, separators=(",", ":")).encode()
-
-
-def store_digest(data: bytes) -> Digest:
-    h = Hasher("sha256")
-    h.update(data)
-    return h.digest()
 
 
 # -- save ------------------------------------------------------------------------------------
@@ -385,8 +359,8 @@ def _save(store: ImageStore, names: Sequence[str], sink: _Sink) -> None:
             blob = stored.layers[i].digest if stored else diff_id
             size = _write_layer(store, sink, path, blob, diff_id)
             layer_descs.append(oci.descriptor(oci.OCI_LAYER, diff_id, size))
-        manifest = _manifest(config_bytes, layer_descs)
-        m_digest = store_digest(manifest)
+        manifest = make_manifest(config_bytes, layer_descs)
+        m_digest = sha256_bytes(manifest)
         sink.add_bytes(_blob_path(m_digest), manifest)
         chains = oci.chain_ids(img.config.rootfs_diff_ids)
         for t in tags or [None]:  # type: ignore[list-item]
@@ -435,10 +409,3 @@ def _write_layer(store: ImageStore, sink: _Sink, path: str, blob: Digest,
         if not sink.has(path):
             sink.add_stream(path, size, spool)
         return size
-
-
-def find(store: ImageStore, name: str) -> Image:
-    try:
-        return store.get(name)
-    except NotFound:
-        raise

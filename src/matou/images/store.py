@@ -27,11 +27,18 @@ from matou.archive.apply import apply_layer
 from matou.content import ContentStore
 from matou.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from matou.oci import reference
-from matou.oci.digest import Digest
+from matou.oci.digest import Digest, sha256_bytes
 from matou.oci.image import (
+    OCI_CONFIG,
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
+    OCI_LAYER_ZSTD,
+    OCI_MANIFEST,
+    Descriptor,
     ImageConfig,
     Manifest,
     chain_ids,
+    descriptor,
     parse_config,
     parse_manifest_or_index,
 )
@@ -377,3 +384,22 @@ class ImageStore:
     def check_free(self, ref: str) -> None:
         if self.exists_tag(ref):
             raise AlreadyExists(f"tag {ref} exists")
+
+
+def layer_media_type(content: ContentStore, blob: Digest) -> str:
+    """The OCI layer media type of a stored blob, by its compression magic."""
+    with content.open(blob) as f:
+        magic = f.read(4)
+    if magic[:2] == b"\x1f\x8b":
+        return OCI_LAYER_GZIP
+    if magic == b"\x28\xb5\x2f\xfd":
+        return OCI_LAYER_ZSTD
+    return OCI_LAYER
+
+
+def make_manifest(config_bytes: bytes, layers: Sequence[Descriptor]) -> bytes:
+    """An OCI image manifest for a config and its layer descriptors."""
+    config = descriptor(OCI_CONFIG, sha256_bytes(config_bytes), len(config_bytes))
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                       "config": config.to_json(), "layers": [d.to_json() for d in layers]},
+                      separators=(",", ":")).encode()

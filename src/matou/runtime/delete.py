@@ -20,6 +20,7 @@ def delete(store: Store, container_id: str, force: bool = False) -> None:
         rec = store.load(container_id)
     except NotFound:
         if force:
+            store.remove(container_id)  # what a create killed half-way left, if anything
             return
         raise
     status = store.status(rec)

@@ -115,3 +115,46 @@ def read(path: str) -> Iterator[Entry]:
                                 obj.get("time", ""))
         except FileNotFoundError:
             continue
+
+
+class Follower:
+    """New entries of the current log file from its present end on; starts over on a
+    rotated file (a new inode at the same path)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.f = open(path, "rb")  # noqa: SIM115 (closed by close())
+        self.f.seek(0, os.SEEK_END)
+        self.ino = os.fstat(self.f.fileno()).st_ino
+        self.partial = b""
+
+    def poll(self) -> list[Entry]:
+        out = self._read()
+        try:
+            ino = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return out
+        if ino != self.ino:
+            self.f.close()
+            self.f = open(self.path, "rb")  # noqa: SIM115
+            self.ino = ino
+            self.partial = b""
+            out += self._read()
+        return out
+
+    def _read(self) -> list[Entry]:
+        data = self.partial + self.f.read()
+        lines = data.split(b"\n")
+        self.partial = lines.pop()
+        out = []
+        for line in lines:
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            out.append(Entry(obj.get("stream", "stdout"), obj.get("log", "").encode(),
+                             obj.get("time", "")))
+        return out
+
+    def close(self) -> None:
+        self.f.close()

@@ -37,7 +37,7 @@ from matou.shim import logfile
 STDIN, STDOUT, STDERR = 0, 1, 2
 
 
-def _atomic_json(path: str, data: dict[str, Any]) -> None:
+def atomic_json(path: str, data: dict[str, Any]) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(data, f)
@@ -124,7 +124,7 @@ class Shim:
         from matou.runtime.store import Store
 
         start(Store(self.conf["runtime_root"]), self.conf["id"])
-        _atomic_json(os.path.join(self.dir, "shim.json"),
+        atomic_json(os.path.join(self.dir, "shim.json"),
                      {"pid": os.getpid(), "init": self.init_pid})
 
     # -- loop ------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ class Shim:
 
     def finish(self, error: str = "") -> None:
         code = self.exit_code if self.exit_code is not None else (127 if error else 255)
-        _atomic_json(os.path.join(self.dir, "exit.json"),
+        atomic_json(os.path.join(self.dir, "exit.json"),
                      {"ExitCode": code, "FinishedAt": logfile.timestamp(), "Error": error})
         for c in list(self.clients):
             if c.mode == "wait":
