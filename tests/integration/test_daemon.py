@@ -286,3 +286,24 @@ def test_containers_survive_a_daemon_restart(daemon: Daemon, busybox_archive: Pa
     daemon.docker("stop", "survivor")
     assert daemon.docker("inspect", "-f", "{{.State.ExitCode}}",
                          "survivor").stdout.strip() == "7"
+
+
+def test_exec(daemon: Daemon, busybox_archive: Path) -> None:
+    daemon.docker("load", "-i", str(busybox_archive))
+    daemon.docker("run", "-d", "--name", "box", "busybox", "sleep", "600")
+    p = daemon.docker("exec", "box", "sh", "-c", "echo in $(hostname); exit 4", check=False)
+    assert p.returncode == 4 and p.stdout.startswith("in ")
+    assert daemon.docker("exec", "-i", "box", "cat", input="piped\n").stdout == "piped\n"
+    missing = daemon.docker("exec", "box", "nosuchcmd", check=False)
+    assert missing.returncode == 126 and "executable file not found" in missing.stdout + (
+        missing.stderr)
+    daemon.docker("exec", "-d", "box", "sh", "-c", "echo detached > /tmp/d")
+    deadline = time.monotonic() + 5
+    while daemon.docker("exec", "box", "cat", "/tmp/d", check=False).stdout != "detached\n":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    if shutil.which("script"):
+        cmd = f"docker -H {daemon.host} exec -it box sh -c 'tty; echo TTY-EXEC'"
+        t = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True,
+                           text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert "/dev/pts/" in t.stdout and "TTY-EXEC" in t.stdout, t.stdout + t.stderr

@@ -9,13 +9,14 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from matou.api.server import engine_of, filters, flag, json_body, json_response
 from matou.engine.containers import Container, _ts
-from matou.errors import FailedPrecondition, InvalidArgument
+from matou.errors import FailedPrecondition, InvalidArgument, MatouError
 
 log = logging.getLogger("matoud.api")
 
@@ -156,17 +157,19 @@ async def inspect(request: web.Request) -> web.StreamResponse:
     return json_response(r)
 
 
-async def attach(request: web.Request) -> web.StreamResponse:
-    e = engine_of(request)
-    cid = request.match_info["id"]
-    c = e.containers.get(cid)
-    tty = bool(c.r["Config"].get("Tty"))
-    want_stdin = flag(request, "stdin")
+Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _hijack(request: web.Request, tty: bool, want_stdin: bool, stdin_once: bool,
+                  connect: Callable[[], Awaitable[Conn | None]],
+                  preface: bytes = b"") -> web.StreamResponse:
+    """Turn the connection into a raw stream between the client and a shim stream.
+
+    aiohttp stops reading the connection and we work on our own duplicate of its socket,
+    which outlives whatever aiohttp does with its transport once the request looks
+    complete (Content-Length: 0)."""
     transport = request.transport
     assert transport is not None
-    # Hijack: the connection becomes a raw stream. aiohttp stops reading it and we work
-    # on our own duplicate of the socket, which outlives whatever aiohttp does with its
-    # transport once the request looks complete.
     transport.pause_reading()
     raw = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
     raw.setblocking(False)
@@ -177,11 +180,10 @@ async def attach(request: web.Request) -> web.StreamResponse:
     head = (f"HTTP/1.1 {'101 UPGRADED' if upgrade else '200 OK'}\r\nContent-Type: {kind}\r\n"
             + ("Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else "") + "\r\n")
     try:
-        # answer at once: the client starts the container only after this
-        await loop.sock_sendall(raw, head.encode())
+        # answer at once: for attach, the client starts the container only after this
+        await loop.sock_sendall(raw, head.encode() + preface)
         try:
-            conn = await e.containers.attach(cid, want_stdin, flag(request, "stdout"),
-                                             flag(request, "stderr"))
+            conn = await connect()
         except FailedPrecondition:
             conn = None  # the start failed; the client learns it from the start call
         if conn is not None:
@@ -191,7 +193,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
                 while data := await loop.sock_recv(raw, 65536):
                     writer.write(data)
                     await writer.drain()
-                if c.r["Config"].get("StdinOnce"):
+                if stdin_once:
                     with contextlib.suppress(OSError):
                         writer.write_eof()
 
@@ -211,6 +213,74 @@ async def attach(request: web.Request) -> web.StreamResponse:
         raw.close()
         transport.close()
     return web.Response()
+
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    cid = request.match_info["id"]
+    c = e.containers.get(cid)
+    want_stdin = flag(request, "stdin")
+    return await _hijack(
+        request, bool(c.r["Config"].get("Tty")), want_stdin,
+        bool(c.r["Config"].get("StdinOnce")),
+        lambda: e.containers.attach(cid, want_stdin, flag(request, "stdout"),
+                                    flag(request, "stderr")))
+
+
+async def exec_create(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidArgument("exec config must be a JSON object")
+    exec_id = e.execs.create(request.match_info["id"], body)
+    return json_response({"Id": exec_id}, status=201)
+
+
+async def exec_start(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    exec_id = request.match_info["id"]
+    body = await json_body(request, required=False) or {}
+    ex = e.execs.get(exec_id)
+    if body.get("Detach"):
+        await e.execs.start(exec_id, detach=True)
+        return web.Response(status=200)
+    config = ex["Config"]
+    tty = bool(config.get("Tty"))
+    try:
+        conn = await e.execs.start(exec_id, detach=False)
+    except MatouError as err:
+        # as dockerd: the stream carries the error and the exec's exit code is 126
+        ex.update({"Running": False, "ExitCode": 126})
+        text = f"OCI runtime exec failed: {err}\n".encode()
+        preface = text if tty else struct.pack(">BxxxI", 2, len(text)) + text
+        return await _hijack(request, tty, False, True, lambda: _ready(None), preface)
+    return await _hijack(request, tty, bool(config.get("AttachStdin")), True,
+                         lambda: _ready(conn))
+
+
+async def _ready(conn: Conn | None) -> Conn | None:
+    return conn
+
+
+async def exec_inspect(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    ex = await e.execs.refresh(request.match_info["id"])
+    cfg = ex["Config"]
+    return json_response({
+        "ID": ex["ID"], "ContainerID": ex["ContainerID"], "Running": ex["Running"],
+        "ExitCode": ex["ExitCode"], "Pid": ex["Pid"], "CanRemove": False,
+        "DetachKeys": cfg.get("DetachKeys") or "", "OpenStdin": bool(cfg.get("AttachStdin")),
+        "OpenStdout": bool(cfg.get("AttachStdout")), "OpenStderr": bool(cfg.get("AttachStderr")),
+        "ProcessConfig": {"tty": bool(cfg.get("Tty")), "entrypoint": cfg["Cmd"][0],
+                          "arguments": cfg["Cmd"][1:], "privileged": bool(cfg.get("Privileged")),
+                          "user": cfg.get("User") or ""}})
+
+
+async def exec_resize(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    await e.execs.resize(request.match_info["id"], _int(request, "h", 24) or 24,
+                         _int(request, "w", 80) or 80)
+    return web.Response(status=201)
 
 
 async def resize(request: web.Request) -> web.StreamResponse:
@@ -273,4 +343,8 @@ ROUTES = [
     ("POST", "/containers/{id}/resize", resize),
     ("GET", "/containers/{id}/logs", logs),
     ("DELETE", "/containers/{id}", remove),
+    ("POST", "/containers/{id}/exec", exec_create),
+    ("POST", "/exec/{id}/start", exec_start),
+    ("GET", "/exec/{id}/json", exec_inspect),
+    ("POST", "/exec/{id}/resize", exec_resize),
 ]

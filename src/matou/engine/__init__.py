@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import NamedTuple
 
-from matou.engine.containers import ContainerService
+from matou.engine.containers import ContainerService, ExecService
 from matou.engine.events import EventBus
 from matou.engine.images import ImageService
 from matou.images.setup import open_store
@@ -44,6 +44,7 @@ class Engine:
                                    self.events)
         self.containers = ContainerService(config.data_root, config.exec_root,
                                            self.images.store, self.events, forks)
+        self.execs = ExecService(self.containers)
 
     def info_host(self) -> dict[str, object]:
         u = os.uname()

@@ -583,3 +583,103 @@ def _mount_snapshot(images: ImageStore, key: str, target: str) -> None:
             libc.mount(m.source, target, None, libc.MS_BIND | libc.MS_REC)
         else:
             libc.mount(m.source, target, m.type, 0, ",".join(m.options))
+
+
+class ExecService:
+    """`docker exec`: processes started in a running container by its shim."""
+
+    def __init__(self, containers: ContainerService) -> None:
+        self.containers = containers
+        self.execs: dict[str, dict[str, Any]] = {}
+
+    def create(self, name: str, config: dict[str, Any]) -> str:
+        c = self.containers.get(name)
+        if not c.running:
+            raise FailedPrecondition(f"Container {c.id} is not running")
+        cmd = config.get("Cmd")
+        if not cmd or not isinstance(cmd, list):
+            raise InvalidArgument("No exec command specified")
+        exec_id = uuid.uuid4().hex + uuid.uuid4().hex
+        self.execs[exec_id] = {"ID": exec_id, "ContainerID": c.id, "Config": config,
+                               "Running": False, "ExitCode": None, "Pid": 0}
+        self.containers.events.emit("container", f"exec_create: {' '.join(cmd)}", c.id,
+                                    {"name": c.name, "execID": exec_id})
+        return exec_id
+
+    def get(self, exec_id: str) -> dict[str, Any]:
+        ex = self.execs.get(exec_id)
+        if ex is None:
+            raise NotFound(f"No such exec instance: {exec_id}")
+        return ex
+
+    def _process(self, c: Container, config: dict[str, Any]) -> dict[str, Any]:
+        spec_path = os.path.join(self.containers._rundir(c), "config.json")
+        base = _read_json(spec_path).get("process") or {}
+        rootfs = os.path.join(self.containers._dir(c), "rootfs")
+        env = _merge_env(base.get("env") or [], config.get("Env") or [])
+        process = dict(base)
+        process.update({"args": list(config["Cmd"]), "env": env,
+                        "terminal": bool(config.get("Tty")),
+                        "cwd": config.get("WorkingDir") or base.get("cwd") or "/"})
+        if config.get("User"):
+            uid, gid, extra = specs.resolve_user(rootfs, config["User"])
+            process["user"] = {"uid": uid, "gid": gid, "additionalGids": extra}
+        if config.get("Privileged"):
+            from matou.linux.caps import CAPABILITIES, last_cap
+
+            caps = list(CAPABILITIES[: last_cap() + 1])
+            process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+        process.pop("consoleSize", None)
+        return process
+
+    async def start(self, exec_id: str, detach: bool
+                    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        ex = self.get(exec_id)
+        if ex["Running"] or ex["ExitCode"] is not None:
+            raise FailedPrecondition(f"exec {exec_id[:12]} has already run")
+        c = self.containers.get(ex["ContainerID"])
+        if not c.running:
+            raise FailedPrecondition(f"Container {c.id} is not running")
+        config = ex["Config"]
+        sock = os.path.join(self.containers._rundir(c), "shim.sock")
+        reader, writer = await _open(sock)
+        writer.write(json.dumps({
+            "cmd": "exec", "id": exec_id, "process": self._process(c, config),
+            "tty": bool(config.get("Tty")),
+            "stdin": bool(config.get("AttachStdin")) and not detach}).encode() + b"\n")
+        await writer.drain()
+        reply = json.loads(await reader.readline() or b"{}")
+        if "error" in reply or "pid" not in reply:
+            writer.close()
+            msg = str(reply.get("error", "exec failed"))
+            if "executable file not found" in msg or "no such file" in msg:
+                raise NotFound(msg)  # the CLI maps this to exit code 127 as dockerd's
+            raise FailedPrecondition(msg)
+        ex.update({"Running": True, "Pid": reply["pid"]})
+        self.containers.events.emit("container", "exec_start: " + " ".join(config["Cmd"]),
+                                    c.id, {"name": c.name, "execID": exec_id})
+        if detach:
+            writer.close()
+            return None
+        return reader, writer
+
+    async def refresh(self, exec_id: str) -> dict[str, Any]:
+        ex = self.get(exec_id)
+        if ex["Running"]:
+            c = self.containers.containers.get(ex["ContainerID"])
+            status = None
+            if c is not None and c.running:
+                status = await _shim_call(os.path.join(self.containers._rundir(c), "shim.sock"),
+                                          {"cmd": "exec-status", "id": exec_id})
+            if status is None or status.get("exit") is not None:
+                ex["Running"] = False
+                ex["ExitCode"] = (status or {}).get("exit", 137 if status is None else 0)
+                if status is None:
+                    ex["ExitCode"] = 137
+        return ex
+
+    async def resize(self, exec_id: str, h: int, w: int) -> None:
+        ex = self.get(exec_id)
+        c = self.containers.get(ex["ContainerID"])
+        await _shim_call(os.path.join(self.containers._rundir(c), "shim.sock"),
+                         {"cmd": "exec-resize", "id": exec_id, "h": h, "w": w})

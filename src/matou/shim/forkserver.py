@@ -20,7 +20,8 @@ from matou.errors import SystemError_
 
 def _serve(sock: socket.socket) -> NoReturn:
     # everything a shim imports lazily is imported now, while we may still import
-    from matou.runtime import create, delete, foreground, start, store  # noqa: F401
+    from matou.oci import runtime_spec  # noqa: F401
+    from matou.runtime import create, delete, exec, foreground, start, store  # noqa: F401
     from matou.shim import shim  # imported here, once, before any fork of a shim
 
     while True:

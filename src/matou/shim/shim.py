@@ -46,6 +46,19 @@ def atomic_json(path: str, data: dict[str, Any]) -> None:
     os.rename(tmp, path)
 
 
+class _Exec:
+    """A process started in the container by `docker exec`, streamed to one client."""
+
+    def __init__(self, client: _Client, tty: bool) -> None:
+        self.client = client
+        self.tty = tty
+        self.pid = 0
+        self.exit: int | None = None
+        self.outputs: dict[int, int] = {}   # fd -> stream
+        self.stdin_w = -1
+        self.master = -1
+
+
 class _Client:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -53,6 +66,7 @@ class _Client:
         self.mode = ""          # "", "attach", "wait"
         self.streams: set[int] = set()
         self.stdin = False
+        self.eof = False  # the client shut its side: stop polling it
 
 
 class Shim:
@@ -66,6 +80,8 @@ class Shim:
         self.stdin_w = -1
         self.outputs: dict[int, int] = {}    # fd -> stream number
         self.master = -1
+        self.execs: dict[str, _Exec] = {}
+        self.exec_fds: dict[int, str] = {}   # output fd -> exec id
 
     # -- start ---------------------------------------------------------------------------
 
@@ -134,8 +150,8 @@ class Shim:
                              int(self.conf.get("max_file", 5)))
         try:
             while self.outputs or self.exit_code is None:
-                fds = [listener.fileno(), sigchld, *self.outputs,
-                       *(c.sock.fileno() for c in self.clients)]
+                fds = [listener.fileno(), sigchld, *self.outputs, *self.exec_fds,
+                       *(c.sock.fileno() for c in self.clients if not c.eof)]
                 try:
                     ready, _, _ = select.select(fds, [], [], 1.0)
                 except InterruptedError:
@@ -150,6 +166,8 @@ class Shim:
                         self._reap()
                     elif fd in self.outputs:
                         self._output(fd, log)
+                    elif fd in self.exec_fds:
+                        self._exec_output(fd)
                     else:
                         self._from_client(next(c for c in self.clients if c.sock.fileno() == fd))
                 if self.exit_code is not None and not self.outputs:
@@ -198,6 +216,23 @@ class Shim:
             data = c.sock.recv(65536)
         except OSError:
             data = b""
+        if c.mode == "exec":
+            ex = next((x for x in self.execs.values() if x.client is c), None)
+            if ex is None or not data:
+                if ex is not None and ex.stdin_w >= 0 and not ex.tty:
+                    os.close(ex.stdin_w)
+                    ex.stdin_w = -1
+                if not data:
+                    c.eof = True
+                    if ex is None:
+                        self._drop(c)
+                return
+            if c.stdin and ex.stdin_w >= 0:
+                try:
+                    os.write(ex.stdin_w, data)
+                except OSError:
+                    pass
+            return
         if c.mode == "attach":
             if not data:
                 if c.stdin and self.conf.get("stdin_once") and self.stdin_w >= 0 and \
@@ -257,6 +292,19 @@ class Shim:
                 reply = {"error": str(e)}
             c.sock.sendall(json.dumps(reply).encode() + b"\n")
             self._drop(c)
+        elif cmd == "exec":
+            self._exec(c, req, rest)
+        elif cmd == "exec-status":
+            ex = self.execs.get(str(req.get("id")))
+            reply = {"pid": ex.pid, "exit": ex.exit} if ex else {"error": "no such exec"}
+            c.sock.sendall(json.dumps(reply).encode() + b"\n")
+            self._drop(c)
+        elif cmd == "exec-resize":
+            ex = self.execs.get(str(req.get("id")))
+            if ex is not None and ex.master >= 0:
+                ptys.set_size(ex.master, int(req.get("h", 24)), int(req.get("w", 80)))
+            c.sock.sendall(b"{}\n")
+            self._drop(c)
         elif cmd == "status":
             c.sock.sendall(json.dumps({"pid": self.init_pid, "exit": self.exit_code}).encode()
                            + b"\n")
@@ -269,6 +317,112 @@ class Shim:
             self._drop(c)
         else:
             self._drop(c)
+
+    def _exec(self, c: _Client, req: dict[str, Any], rest: bytes) -> None:
+        from matou.oci.runtime_spec import parse_process
+        from matou.runtime.exec import ExecOptions, exec_process
+        from matou.runtime.foreground import console_pair
+        from matou.runtime.store import Store
+
+        ex = _Exec(c, bool(req.get("tty")))
+        saved = [os.dup(fd) for fd in (0, 1, 2)]
+        ours = theirs = None
+        opened: list[int] = []
+        try:
+            process = parse_process(req["process"])
+            if ex.tty:
+                ours, theirs = console_pair()
+            else:
+                r, w = os.pipe()
+                os.dup2(r, 0)
+                opened.append(r)
+                ex.stdin_w = w
+                for fd, stream in ((1, STDOUT), (2, STDERR)):
+                    r, w = os.pipe()
+                    os.dup2(w, fd)
+                    os.close(w)
+                    ex.outputs[r] = stream
+            ex.pid = exec_process(Store(self.conf["runtime_root"]), ExecOptions(
+                self.conf["id"], process, console_sock=theirs))
+        except Exception as e:
+            for fd in (*ex.outputs, ex.stdin_w):
+                if fd >= 0:
+                    os.close(fd)
+            c.sock.sendall(json.dumps({"error": str(e)}).encode() + b"\n")
+            self._drop(c)
+            return
+        finally:
+            for fd, s in zip((0, 1, 2), saved, strict=True):
+                os.dup2(s, fd)
+                os.close(s)
+            for fd in opened:
+                os.close(fd)
+        if ours is not None:
+            assert theirs is not None
+            theirs.close()
+            ex.master = ptys.recv_console(ours)
+            ours.close()
+            ex.outputs[ex.master] = STDOUT
+            ex.stdin_w = ex.master
+        exec_id = str(req.get("id"))
+        self.execs[exec_id] = ex
+        for fd in ex.outputs:
+            self.exec_fds[fd] = exec_id
+        c.mode = "exec"
+        c.stdin = bool(req.get("stdin"))
+        c.sock.sendall(json.dumps({"pid": ex.pid}).encode() + b"\n")
+        if rest and c.stdin and ex.stdin_w >= 0:
+            os.write(ex.stdin_w, rest)
+        if not c.stdin and ex.stdin_w >= 0 and not ex.tty:
+            os.close(ex.stdin_w)
+            ex.stdin_w = -1
+
+    def _exec_output(self, fd: int) -> None:
+        ex = self.execs[self.exec_fds[fd]]
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            del self.exec_fds[fd]
+            del ex.outputs[fd]
+            if fd != ex.master:
+                os.close(fd)
+            self._exec_maybe_done(ex)
+            return
+        frame = data if ex.tty else struct.pack(">BxxxI", ex.outputs[fd], len(data)) + data
+        try:
+            ex.client.sock.sendall(frame)
+        except OSError:
+            pass
+
+    def _exec_maybe_done(self, ex: _Exec) -> None:
+        if ex.exit is None:
+            return
+        if ex.master >= 0 and ex.master in ex.outputs:
+            # the pty: read what is left without blocking, then let go of it
+            os.set_blocking(ex.master, False)
+            while True:
+                try:
+                    data = os.read(ex.master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                try:
+                    ex.client.sock.sendall(data)
+                except OSError:
+                    break
+            del ex.outputs[ex.master]
+            self.exec_fds.pop(ex.master, None)
+            os.close(ex.master)
+            ex.master = -1
+        if ex.outputs:
+            return
+        if ex.stdin_w >= 0:
+            os.close(ex.stdin_w)
+            ex.stdin_w = -1
+        self._drop(ex.client)
 
     def _answer_wait(self, c: _Client) -> None:
         try:
@@ -293,6 +447,11 @@ class Shim:
                 return
             if pid == 0:
                 return
+            for ex in self.execs.values():
+                if ex.pid == pid:
+                    ex.exit = (128 + os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                               else os.WEXITSTATUS(status))
+                    self._exec_maybe_done(ex)
             if pid == self.init_pid:
                 self.exit_code = (128 + os.WTERMSIG(status) if os.WIFSIGNALED(status)
                                   else os.WEXITSTATUS(status))
