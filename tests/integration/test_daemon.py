@@ -307,3 +307,31 @@ def test_exec(daemon: Daemon, busybox_archive: Path) -> None:
         t = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True,
                            text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert "/dev/pts/" in t.stdout and "TTY-EXEC" in t.stdout, t.stdout + t.stderr
+
+
+def test_pause_top_diff_rename_commit_export(daemon: Daemon, busybox_archive: Path) -> None:
+    daemon.docker("load", "-i", str(busybox_archive))
+    daemon.docker("run", "-d", "--name", "c1", "busybox", "sh", "-c",
+                  "echo new > /new; rm /bin/ls; sleep 600")
+    time.sleep(0.3)
+    top = daemon.docker("top", "c1").stdout
+    assert "PID" in top.splitlines()[0] and "sleep 600" in top
+    daemon.docker("pause", "c1")
+    assert "Up (Paused)" in daemon.docker("ps", "--format", "{{.Status}}").stdout
+    daemon.docker("unpause", "c1")
+    diff = daemon.docker("diff", "c1").stdout.split("\n")
+    assert "A /new" in diff and "D /bin/ls" in diff
+    assert not any("hosts" in line for line in diff)
+    daemon.docker("rename", "c1", "c2")
+    new_id = daemon.docker("commit", "-m", "snap", "c2", "snap:1").stdout.strip()
+    assert new_id.startswith("sha256:")
+    assert daemon.docker("run", "--rm", "snap:1", "cat", "/new").stdout == "new\n"
+    assert daemon.docker("run", "--rm", "snap:1", "test", "-e", "/bin/ls",
+                         check=False).returncode == 1
+    exported = subprocess.run(["docker", "-H", daemon.host, "export", "c2"],
+                              capture_output=True, timeout=60).stdout
+    import tarfile as _tar
+
+    with _tar.open(fileobj=io.BytesIO(exported)) as t:
+        names = {n.lstrip("./") for n in t.getnames()}
+    assert "new" in names and "bin/busybox" in names and "bin/ls" not in names

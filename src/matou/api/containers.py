@@ -111,7 +111,8 @@ async def remove(request: web.Request) -> web.StreamResponse:
 def _summary(c: Container) -> dict[str, Any]:
     r = c.r
     status = r["State"]["Status"]
-    text = {"running": "Up", "created": "Created"}.get(status, f"Exited ({r['State']['ExitCode']})")
+    text = {"running": "Up", "paused": "Up (Paused)", "created": "Created"}.get(
+        status, f"Exited ({r['State']['ExitCode']})")
     return {"Id": c.id, "Names": [r["Name"]], "Image": r["ImageName"], "ImageID": r["Image"],
             "Command": " ".join([r["Path"], *r["Args"]]), "Created": int(_ts(r["Created"])),
             "Ports": [], "Labels": r["Config"].get("Labels") or {}, "State": status,
@@ -347,4 +348,102 @@ ROUTES = [
     ("POST", "/exec/{id}/start", exec_start),
     ("GET", "/exec/{id}/json", exec_inspect),
     ("POST", "/exec/{id}/resize", exec_resize),
+]
+
+
+async def pause(request: web.Request) -> web.StreamResponse:
+    from matou.engine import containers as ctrs
+
+    await ctrs.pause(engine_of(request).containers, request.match_info["id"], True)
+    return web.Response(status=204)
+
+
+async def unpause(request: web.Request) -> web.StreamResponse:
+    from matou.engine import containers as ctrs
+
+    await ctrs.pause(engine_of(request).containers, request.match_info["id"], False)
+    return web.Response(status=204)
+
+
+async def top(request: web.Request) -> web.StreamResponse:
+    from matou.engine import containers as ctrs
+
+    return json_response(await ctrs.top(engine_of(request).containers, request.match_info["id"],
+                                        request.query.get("ps_args", "")))
+
+
+async def rename(request: web.Request) -> web.StreamResponse:
+    from matou.engine import containers as ctrs
+
+    new = request.query.get("name")
+    if not new:
+        raise InvalidArgument("a new name is required")
+    await ctrs.rename(engine_of(request).containers, request.match_info["id"], new)
+    return web.Response(status=204)
+
+
+async def changes(request: web.Request) -> web.StreamResponse:
+    from matou.engine import containers as ctrs
+
+    out = await asyncio.to_thread(ctrs.changes, engine_of(request).containers,
+                                  request.match_info["id"])
+    return json_response(out or None)
+
+
+async def export(request: web.Request) -> web.StreamResponse:
+    from matou.images.create import export_snapshot
+
+    e = engine_of(request)
+    c = e.containers.get(request.match_info["id"])
+    store = e.images.store
+    r, w = os.pipe()
+
+    def produce() -> None:
+        with os.fdopen(w, "wb") as out:
+            export_snapshot(store, f"container-{c.id}", out)
+
+    task = asyncio.create_task(asyncio.to_thread(produce))
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+    await resp.prepare(request)
+    try:
+        while chunk := await asyncio.to_thread(os.read, r, 1 << 20):
+            await resp.write(chunk)
+    finally:
+        os.close(r)
+        await task
+    e.events.emit("container", "export", c.id, {"name": c.name})
+    await resp.write_eof()
+    return resp
+
+
+async def commit(request: web.Request) -> web.StreamResponse:
+    from matou.images.create import commit_snapshot
+
+    e = engine_of(request)
+    q = request.query
+    c = e.containers.get(q.get("container", ""))
+    body = await json_body(request, required=False)
+    store = e.images.store
+    base = await asyncio.to_thread(store.get, c.r["Image"])
+    repo = q.get("repo", "")
+    tags = [f"{repo}:{q.get('tag') or 'latest'}"] if repo else []
+    keys = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels", "ExposedPorts",
+            "Volumes", "StopSignal", "OnBuild")
+    config = body if isinstance(body, dict) and body else {
+        k: c.r["Config"][k] for k in keys if c.r["Config"].get(k) is not None}
+    img = await asyncio.to_thread(
+        commit_snapshot, store, base, f"container-{c.id}", q.getall("changes", []), tags,
+        q.get("author", ""), q.get("comment", ""), c.id, config)
+    e.events.emit("container", "commit", c.id, {"name": c.name, "imageID": str(img.id)})
+    return json_response({"Id": str(img.id)}, status=201)
+
+
+ROUTES += [
+    ("POST", "/containers/{id}/pause", pause),
+    ("POST", "/containers/{id}/unpause", unpause),
+    ("GET", "/containers/{id}/top", top),
+    ("POST", "/containers/{id}/rename", rename),
+    ("GET", "/containers/{id}/changes", changes),
+    ("GET", "/containers/{id}/export", export),
+    ("POST", "/commit", commit),
 ]

@@ -683,3 +683,92 @@ class ExecService:
         c = self.containers.get(ex["ContainerID"])
         await _shim_call(os.path.join(self.containers._rundir(c), "shim.sock"),
                          {"cmd": "exec-resize", "id": exec_id, "h": h, "w": w})
+
+
+# -- more of Docker's verbs on a container ---------------------------------------------------
+
+async def pause(svc: ContainerService, name: str, frozen: bool) -> None:
+    from matou.runtime.pause import pause as rt_pause
+    from matou.runtime.pause import resume as rt_resume
+    from matou.runtime.store import Store
+
+    c = svc.get(name)
+    if not c.running:
+        raise FailedPrecondition(f"Container {c.id} is not running")
+    if c.state.get("Paused") == frozen:
+        raise FailedPrecondition(f"Container {c.id} is {'already' if frozen else 'not'} paused")
+    await asyncio.to_thread(rt_pause if frozen else rt_resume, Store(svc.runtime_root), c.id)
+    c.state["Paused"] = frozen
+    c.state["Status"] = "paused" if frozen else "running"
+    svc._save(c)
+    svc.events.emit("container", "pause" if frozen else "unpause", c.id,
+                    {"name": c.name, "image": c.r["ImageName"]})
+
+
+async def top(svc: ContainerService, name: str, ps_args: str) -> dict[str, Any]:
+    from matou.runtime.ps import pids
+    from matou.runtime.store import Store
+
+    c = svc.get(name)
+    if not c.running:
+        raise FailedPrecondition(f"Container {c.id} is not running")
+    wanted = set(await asyncio.to_thread(pids, Store(svc.runtime_root), c.id))
+    args = ps_args.split() if ps_args else ["-ef"]
+    proc = await asyncio.create_subprocess_exec("ps", *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise InvalidArgument(f"ps: {err.decode().strip()}")
+    lines = out.decode().splitlines()
+    titles = lines[0].split()
+    if "PID" not in titles:
+        raise InvalidArgument("Couldn't find PID field in ps output")
+    col = titles.index("PID")
+    rows = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in wanted:
+            rows.append(fields)
+    return {"Titles": titles, "Processes": rows}
+
+
+async def rename(svc: ContainerService, name: str, new: str) -> None:
+    c = svc.get(name)
+    if not _valid_name(new):
+        raise InvalidArgument(f"Invalid container name ({new})")
+    if any(o.name == new.lstrip("/") for o in svc.containers.values() if o is not c):
+        raise AlreadyExists(f'Conflict. The container name "/{new.lstrip("/")}" is already '
+                            "in use")
+    old = c.name
+    c.r["Name"] = "/" + new.lstrip("/")
+    svc._save(c)
+    svc.events.emit("container", "rename", c.id, {"name": c.name, "oldName": "/" + old})
+
+
+def changes(svc: ContainerService, name: str) -> list[dict[str, Any]]:
+    """`docker diff`: Kind 0 modified, 1 added, 2 deleted — from the container's own
+    snapshot dir (overlay upper, whiteouts as 0:0 char devices)."""
+    import stat as st
+
+    c = svc.get(name)
+    upper = svc.images.snapshots.fs_dir(_snap(c.id))
+    parent = svc.images.snapshots.stat(_snap(c.id)).parent
+    lowers = [svc.images.snapshots.fs_dir(i.name) for i in
+              svc.images.snapshots.chain(parent)] if parent else []
+    out: list[dict[str, Any]] = []
+    for dirpath, dirnames, filenames in os.walk(upper):
+        for n in sorted(dirnames + filenames):
+            full = os.path.join(dirpath, n)
+            rel = "/" + os.path.relpath(full, upper)
+            s = os.lstat(full)
+            if st.S_ISCHR(s.st_mode) and s.st_rdev == 0:
+                out.append({"Path": rel, "Kind": 2})
+                continue
+            in_lower = any(os.path.lexists(os.path.join(lo, rel.lstrip("/"))) for lo in lowers)
+            out.append({"Path": rel, "Kind": 0 if in_lower else 1})
+    # the files the daemon binds into every container are not the container's changes
+    hidden = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
+    out = [x for x in out if x["Path"] not in hidden]
+    if not any(x["Path"].startswith("/etc/") for x in out):
+        out = [x for x in out if not (x["Path"] == "/etc" and x["Kind"] == 0)]
+    return sorted(out, key=lambda x: x["Path"])
