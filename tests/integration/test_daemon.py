@@ -335,3 +335,30 @@ def test_pause_top_diff_rename_commit_export(daemon: Daemon, busybox_archive: Pa
     with _tar.open(fileobj=io.BytesIO(exported)) as t:
         names = {n.lstrip("./") for n in t.getnames()}
     assert "new" in names and "bin/busybox" in names and "bin/ls" not in names
+
+
+def test_volumes(daemon: Daemon, busybox_archive: Path, tmp_path: Path) -> None:
+    daemon.docker("load", "-i", str(busybox_archive))
+    daemon.docker("volume", "create", "data1")
+    daemon.docker("run", "--rm", "-v", "data1:/data", "busybox", "sh", "-c",
+                  "echo persisted > /data/f")
+    ro = daemon.docker("run", "--rm", "-v", "data1:/data:ro", "busybox", "sh", "-c",
+                       "cat /data/f; touch /data/g", check=False)
+    assert ro.stdout == "persisted\n" and "Read-only" in ro.stderr
+    # a new volume on a path the image fills starts with the image's files
+    assert "passwd" in daemon.docker("run", "--rm", "-v", "etc:/etc", "busybox", "ls",
+                                     "/etc").stdout
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "x").write_text("from host\n")
+    assert daemon.docker("run", "--rm", "-v", f"{host}:/hb", "busybox", "cat",
+                         "/hb/x").stdout == "from host\n"
+    daemon.docker("run", "--name", "anon", "-v", "/data", "busybox", "true")
+    mounts = json.loads(daemon.docker("inspect", "anon").stdout)[0]["Mounts"]
+    assert mounts[0]["Type"] == "volume" and mounts[0]["Destination"] == "/data"
+    assert daemon.docker("volume", "rm", "data1", check=False).returncode == 0
+    busy = daemon.docker("volume", "rm", mounts[0]["Name"], check=False)
+    assert busy.returncode != 0 and "in use" in busy.stderr
+    daemon.docker("rm", "-v", "anon")
+    assert mounts[0]["Name"] not in daemon.docker("volume", "ls", "-q").stdout
+    assert daemon.docker("volume", "inspect", "data1", check=False).returncode != 0

@@ -104,7 +104,8 @@ async def restart(request: web.Request) -> web.StreamResponse:
 
 async def remove(request: web.Request) -> web.StreamResponse:
     e = engine_of(request)
-    await e.containers.remove(request.match_info["id"], flag(request, "force"))
+    await e.containers.remove(request.match_info["id"], flag(request, "force"),
+                              flag(request, "v"))
     return web.Response(status=204)
 
 
@@ -152,7 +153,7 @@ async def inspect(request: web.Request) -> web.StreamResponse:
     r = dict(c.r)
     r.pop("ImageName", None)
     r["Config"] = {**r["Config"], "Image": c.r["ImageName"]}
-    r["Mounts"] = []
+    r["Mounts"] = [{k: v for k, v in m.items()} for m in c.r.get("Mounts") or []]
     r["NetworkSettings"] = {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {},
                             "IPAddress": "", "Gateway": "", "MacAddress": ""}
     return json_response(r)

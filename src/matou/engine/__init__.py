@@ -16,6 +16,7 @@ from typing import NamedTuple
 from matou.engine.containers import ContainerService, ExecService
 from matou.engine.events import EventBus
 from matou.engine.images import ImageService
+from matou.engine.volumes import VolumeService
 from matou.images.setup import open_store
 from matou.shim.forkserver import ForkServer
 
@@ -42,8 +43,10 @@ class Engine:
         self.id = _daemon_id(config.data_root)
         self.images = ImageService(open_store(config.data_root, config.snapshotter),
                                    self.events)
+        self.volumes = VolumeService(config.data_root, self.events)
         self.containers = ContainerService(config.data_root, config.exec_root,
-                                           self.images.store, self.events, forks)
+                                           self.images.store, self.events, forks,
+                                           self.volumes)
         self.execs = ExecService(self.containers)
 
     def info_host(self) -> dict[str, object]:

@@ -27,6 +27,7 @@ from typing import Any
 
 from matou.engine import spec as specs
 from matou.engine.events import EventBus
+from matou.engine.volumes import VolumeService
 from matou.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from matou.images.store import ImageStore
 from matou.linux import libc, unixsock
@@ -72,7 +73,8 @@ class Container:
 
 class ContainerService:
     def __init__(self, data_root: str, exec_root: str, images: ImageStore, events: EventBus,
-                 forks: ForkServer) -> None:
+                 forks: ForkServer, volumes: VolumeService) -> None:
+        self.volumes = volumes
         self.root = os.path.join(data_root, "containers")
         self.run = os.path.join(exec_root, "containers")
         self.runtime_root = os.path.join(exec_root, "runtime")
@@ -183,6 +185,21 @@ class ContainerService:
                 "HostnamePath": os.path.join(d, "hostname"),
                 "HostsPath": os.path.join(d, "hosts"),
             }
+            mounts = specs.parse_mounts(merged, host)
+            for m in mounts:
+                if m["Type"] == "volume":
+                    vol = self.volumes.create(m["Name"] or None, anonymous=not m["Name"])
+                    m.update({"Name": vol["Name"], "Source": vol["Mountpoint"],
+                              "Driver": "local"})
+                elif not os.path.exists(m["Source"]):
+                    if not m.pop("Create"):
+                        shutil.rmtree(d)
+                        raise InvalidArgument(f"invalid mount config for type \"bind\": bind "
+                                              f"source path does not exist: {m['Source']}")
+                    os.makedirs(m["Source"], 0o755, exist_ok=True)  # as `docker run -v`
+                m.pop("Create", None)
+                m["Mode"] = "" if m["RW"] else "ro"
+            record["Mounts"] = mounts
             top = image.top_layer
             await asyncio.to_thread(self.images.snapshots.prepare, _snap(cid), top)
             c = Container(record)
@@ -289,8 +306,13 @@ class ContainerService:
         image = self.images.get(c.r["Image"])
         files = {"/etc/hostname": c.r["HostnamePath"], "/etc/hosts": c.r["HostsPath"],
                  "/etc/resolv.conf": c.r["ResolvConfPath"]}
+        for m in c.r.get("Mounts") or []:
+            if m["Type"] == "volume":
+                from matou.linux.mount import secure_join
+
+                self.volumes.populate(m["Name"], secure_join(rootfs, m["Destination"]))
         spec = specs.build(c.id, c.r["Config"], c.r["HostConfig"], image.config.config,
-                           rootfs, files)
+                           rootfs, files, c.r.get("Mounts") or [])
         if spec["process"]["cwd"] != "/":
             os.makedirs(os.path.join(rootfs, spec["process"]["cwd"].lstrip("/")),
                         exist_ok=True)
@@ -391,7 +413,11 @@ class ContainerService:
 
     # -- remove -------------------------------------------------------------------------------
 
-    async def remove(self, name: str, force: bool = False) -> None:
+    def volumes_in_use(self) -> set[str]:
+        return {m["Name"] for c in self.containers.values() for m in c.r.get("Mounts") or []
+                if m["Type"] == "volume"}
+
+    async def remove(self, name: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(name)
         if c.running:
             if not force:
@@ -409,6 +435,12 @@ class ContainerService:
             shutil.rmtree(self._rundir(c), ignore_errors=True)
             shutil.rmtree(self._dir(c), ignore_errors=True)
             del self.containers[c.id]
+            if volumes:  # `rm -v`: the anonymous volumes go with their container
+                used = self.volumes_in_use()
+                for m in c.r.get("Mounts") or []:
+                    if m["Type"] == "volume" and m["Name"] not in used and \
+                            self.volumes.inspect(m["Name"]).get("Anonymous"):
+                        self.volumes.remove(m["Name"], used)
         self.events.emit("container", "destroy", c.id, {"name": c.name,
                                                          "image": c.r["ImageName"]})
 

@@ -107,7 +107,8 @@ def _gid_of_uid(rootfs: str, uid: int) -> int:
 
 
 def build(container_id: str, config: dict[str, Any], host: dict[str, Any],
-          image_config: dict[str, Any], rootfs: str, files: dict[str, str]) -> dict[str, Any]:
+          image_config: dict[str, Any], rootfs: str, files: dict[str, str],
+          volumes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The OCI spec of a container (``files`` maps /etc/hosts etc. to host paths)."""
     # an Entrypoint given at create time drops the image's Cmd too, as in Docker
     if config.get("Entrypoint") is not None:
@@ -156,8 +157,10 @@ def build(container_id: str, config: dict[str, Any], host: dict[str, Any],
         mounts.append({"destination": t, "type": "tmpfs", "source": "tmpfs",
                        "options": ["nosuid", "nodev", "noexec", *[o for o in opts.split(",")
                                                                    if o]]})
-    for bind in host.get("Binds") or []:
-        mounts.append(_bind(bind))
+    for m in volumes or []:
+        mounts.append({"destination": m["Destination"], "type": "bind", "source": m["Source"],
+                       "options": ["rbind", "rw" if m["RW"] else "ro",
+                                   m.get("Propagation") or "rprivate"]})
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     mode = host.get("NetworkMode") or "default"
     if mode != "host":
@@ -206,18 +209,41 @@ def _caps(host: dict[str, Any], privileged: bool) -> list[str]:
     return [c for c in caps if c not in drops]
 
 
-def _bind(spec: str) -> dict[str, Any]:
-    parts = spec.split(":")
-    if len(parts) < 2 or not parts[1].startswith("/"):
-        raise InvalidArgument(f"invalid volume specification: '{spec}'")
-    src, dest = parts[0], parts[1]
-    opts = parts[2].split(",") if len(parts) > 2 else []
-    if not src.startswith("/"):
-        raise InvalidArgument(f"named volumes are not supported yet: '{spec}'")
-    options = ["rbind", "ro" if "ro" in opts else "rw"]
-    options += [o for o in opts if o in ("rprivate", "private", "rshared", "shared",
-                                         "rslave", "slave")] or ["rprivate"]
-    return {"destination": dest, "type": "bind", "source": src, "options": options}
+def parse_mounts(config: dict[str, Any], host: dict[str, Any]) -> list[dict[str, Any]]:
+    """Docker's mount records from -v (Binds), --mount (Mounts) and VOLUME entries:
+    {Type bind|volume, Name, Source, Destination, RW, Propagation}; a volume's Source is
+    filled in by the caller. A VOLUME not covered by another mount is anonymous."""
+    out: list[dict[str, Any]] = []
+    for spec in host.get("Binds") or []:
+        parts = str(spec).split(":")
+        if len(parts) < 2 or not parts[1].startswith("/"):
+            raise InvalidArgument(f"invalid volume specification: '{spec}'")
+        src, dest = parts[0], parts[1]
+        opts = parts[2].split(",") if len(parts) > 2 else []
+        prop = next((o for o in opts if o in ("rprivate", "private", "rshared", "shared",
+                                              "rslave", "slave")), "rprivate")
+        kind = "bind" if src.startswith("/") else "volume"
+        out.append({"Type": kind, "Name": "" if kind == "bind" else src,
+                    "Source": src if kind == "bind" else "", "Destination": dest,
+                    "RW": "ro" not in opts, "Propagation": prop, "Create": kind == "bind"})
+    for m in host.get("Mounts") or []:
+        kind = m.get("Type", "volume")
+        if kind not in ("bind", "volume"):
+            continue  # tmpfs mounts go through HostConfig.Tmpfs
+        target = m.get("Target") or ""
+        if not target.startswith("/"):
+            raise InvalidArgument("invalid mount config: target must be an absolute path")
+        out.append({"Type": kind, "Name": m.get("Source", "") if kind == "volume" else "",
+                    "Source": m.get("Source", "") if kind == "bind" else "",
+                    "Destination": target, "RW": not m.get("ReadOnly"),
+                    "Propagation": ((m.get("BindOptions") or {}).get("Propagation")
+                                    or "rprivate"), "Create": False})
+    taken = {x["Destination"] for x in out}
+    for dest in (config.get("Volumes") or {}):
+        if dest not in taken:
+            out.append({"Type": "volume", "Name": "", "Source": "", "Destination": dest,
+                        "RW": True, "Propagation": "", "Create": False})
+    return out
 
 
 def _resources(host: dict[str, Any], privileged: bool) -> dict[str, Any]:
