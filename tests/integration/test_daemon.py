@@ -362,3 +362,14 @@ def test_volumes(daemon: Daemon, busybox_archive: Path, tmp_path: Path) -> None:
     daemon.docker("rm", "-v", "anon")
     assert mounts[0]["Name"] not in daemon.docker("volume", "ls", "-q").stdout
     assert daemon.docker("volume", "inspect", "data1", check=False).returncode != 0
+
+
+def test_stats(daemon: Daemon, busybox_archive: Path) -> None:
+    daemon.docker("load", "-i", str(busybox_archive))
+    daemon.docker("run", "-d", "--name", "burn", "-m", "64m", "busybox", "sh", "-c",
+                  "while true; do :; done")
+    time.sleep(0.5)
+    row = daemon.docker("stats", "--no-stream", "--format",
+                        "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}").stdout.split()
+    assert row[0] == "burn" and float(row[1].rstrip("%")) > 20
+    assert row[-1] == "1" and row[-2] == "64MiB"

@@ -308,13 +308,15 @@ async def logs(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"
                                        if tty else "application/vnd.docker.multiplexed-stream"})
     await resp.prepare(request)
-    async for entry in e.containers.logs(c.id, flag(request, "follow"), stdout, stderr, tail,
-                                         since, until):
-        data = (entry.time.encode() + b" " + entry.data) if stamps else entry.data
-        if not tty:
-            data = struct.pack(">BxxxI", 1 if entry.stream == "stdout" else 2, len(data)) + data
-        await resp.write(data)
-    await resp.write_eof()
+    with contextlib.suppress(ConnectionError):  # `logs -f` ends when the client leaves
+        async for entry in e.containers.logs(c.id, flag(request, "follow"), stdout, stderr,
+                                             tail, since, until):
+            data = (entry.time.encode() + b" " + entry.data) if stamps else entry.data
+            if not tty:
+                data = struct.pack(">BxxxI", 1 if entry.stream == "stdout" else 2,
+                                   len(data)) + data
+            await resp.write(data)
+        await resp.write_eof()
     return resp
 
 
@@ -448,3 +450,31 @@ ROUTES += [
     ("GET", "/containers/{id}/export", export),
     ("POST", "/commit", commit),
 ]
+
+
+async def stats(request: web.Request) -> web.StreamResponse:
+    from matou.engine import containers as ctrs
+
+    e = engine_of(request)
+    c = e.containers.get(request.match_info["id"])
+    stream = flag(request, "stream", True) and not flag(request, "one-shot")
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    if not c.running:  # as dockerd: one zeroed object for a stopped container
+        await resp.write(json.dumps({"read": "0001-01-01T00:00:00Z", "name": "/" + c.name,
+                                     "id": c.id, "pids_stats": {}, "cpu_stats": {},
+                                     "precpu_stats": {}, "memory_stats": {},
+                                     "blkio_stats": {}, "networks": {}}).encode() + b"\n")
+    else:
+        with contextlib.suppress(ConnectionError):
+            async for sample in ctrs.stats(e.containers, c.id,
+                                           0.5 if not stream else 1.0):
+                await resp.write(json.dumps(sample).encode() + b"\n")
+                if not stream:
+                    break
+    with contextlib.suppress(ConnectionError):
+        await resp.write_eof()
+    return resp
+
+
+ROUTES += [("GET", "/containers/{id}/stats", stats)]

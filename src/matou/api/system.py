@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -130,9 +131,10 @@ async def events(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     resp.enable_chunked_encoding()
     await resp.prepare(request)
-    async for ev in e.events.stream(since, until, f):
-        await resp.write(json.dumps(_event_json(ev)).encode() + b"\n")
-    await resp.write_eof()
+    with contextlib.suppress(ConnectionError):  # the client leaves when it has seen enough
+        async for ev in e.events.stream(since, until, f):
+            await resp.write(json.dumps(_event_json(ev)).encode() + b"\n")
+        await resp.write_eof()
     return resp
 
 

@@ -804,3 +804,71 @@ def changes(svc: ContainerService, name: str) -> list[dict[str, Any]]:
     if not any(x["Path"].startswith("/etc/") for x in out):
         out = [x for x in out if not (x["Path"] == "/etc" and x["Kind"] == 0)]
     return sorted(out, key=lambda x: x["Path"])
+
+
+def _system_cpu_ns() -> int:
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:8]
+    return sum(int(x) for x in fields) * 10**9 // os.sysconf("SC_CLK_TCK")
+
+
+def _sample(svc: ContainerService, c: Container) -> dict[str, Any]:
+    from matou.cgroups import Manager
+    from matou.errors import MatouError
+
+    cg = Manager(f"/matou/{c.id}")
+
+    def read(ctrl: str, name: str) -> str:
+        try:
+            return cg.read(ctrl, name)
+        except MatouError:
+            return ""
+
+    percpu = [int(x) for x in read("cpuacct", "cpuacct.usage_percpu").split()]
+    ticks = dict(line.split() for line in read("cpuacct", "cpuacct.stat").splitlines()
+                 if line.strip())
+    hz = os.sysconf("SC_CLK_TCK")
+    mem_stat = {k: int(v) for k, v in (line.split() for line in
+                                       read("memory", "memory.stat").splitlines() if line)}
+    usage = int(read("memory", "memory.usage_in_bytes") or 0)
+    limit = int(read("memory", "memory.limit_in_bytes") or 0)
+    return {
+        "read": _now(),
+        "pids_stats": {"current": int(read("pids", "pids.current") or 0)},
+        "cpu_stats": {
+            "cpu_usage": {"total_usage": int(read("cpuacct", "cpuacct.usage") or 0),
+                          "percpu_usage": percpu,
+                          "usage_in_usermode": int(ticks.get("user", 0)) * 10**9 // hz,
+                          "usage_in_kernelmode": int(ticks.get("system", 0)) * 10**9 // hz},
+            "system_cpu_usage": _system_cpu_ns(), "online_cpus": len(percpu) or 1,
+            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
+        "memory_stats": {"usage": usage,
+                         "max_usage": int(read("memory", "memory.max_usage_in_bytes") or 0),
+                         "stats": mem_stat,
+                         "limit": min(limit, svc_mem_total()) if limit else svc_mem_total()},
+        "blkio_stats": {"io_service_bytes_recursive": None},
+        "networks": {},
+        "name": "/" + c.name, "id": c.id,
+    }
+
+
+def svc_mem_total() -> int:
+    with open("/proc/meminfo") as f:
+        return int(f.readline().split()[1]) * 1024
+
+
+async def stats(svc: ContainerService, name: str, interval: float = 0.5
+                ) -> AsyncIterator[dict[str, Any]]:
+    """Docker's stats objects, each carrying the previous sample as precpu_stats."""
+    c = svc.get(name)
+    empty: dict[str, Any] = {"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0}
+    prev = await asyncio.to_thread(_sample, svc, c) if c.running else None
+    while True:
+        await asyncio.sleep(interval)
+        if not c.running:
+            return
+        cur = await asyncio.to_thread(_sample, svc, c)
+        cur["preread"] = prev["read"] if prev else "0001-01-01T00:00:00Z"
+        cur["precpu_stats"] = prev["cpu_stats"] if prev else empty
+        yield cur
+        prev = cur
