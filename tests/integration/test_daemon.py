@@ -373,3 +373,26 @@ def test_stats(daemon: Daemon, busybox_archive: Path) -> None:
                         "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}").stdout.split()
     assert row[0] == "burn" and float(row[1].rstrip("%")) > 20
     assert row[-1] == "1" and row[-2] == "64MiB"
+
+
+def test_restart_policies(daemon: Daemon, busybox_archive: Path) -> None:
+    daemon.docker("load", "-i", str(busybox_archive))
+    daemon.docker("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox",
+                  "sh", "-c", "exit 3")
+    daemon.docker("run", "-d", "--name", "forever", "--restart", "always", "busybox", "sh",
+                  "-c", "sleep 0.2")
+    deadline = time.monotonic() + 15
+    while True:
+        flaky = json.loads(daemon.docker("inspect", "flaky").stdout)[0]
+        forever = json.loads(daemon.docker("inspect", "forever").stdout)[0]
+        if flaky["RestartCount"] == 2 and not flaky["State"]["Running"] \
+                and not flaky["State"]["Restarting"] and forever["RestartCount"] >= 2:
+            break
+        assert time.monotonic() < deadline, (flaky["RestartCount"], forever["RestartCount"])
+        time.sleep(0.2)
+    assert flaky["State"]["ExitCode"] == 3
+    daemon.docker("stop", "forever")
+    count = json.loads(daemon.docker("inspect", "forever").stdout)[0]["RestartCount"]
+    time.sleep(1.0)
+    after = json.loads(daemon.docker("inspect", "forever").stdout)[0]
+    assert after["RestartCount"] == count and not after["State"]["Running"]

@@ -52,6 +52,7 @@ class Container:
         self.attached: list[asyncio.Event] = []
         self.exited = asyncio.Event()
         self.monitor: asyncio.Task[None] | None = None
+        self.restart_task: asyncio.Task[None] | None = None
 
     @property
     def id(self) -> str:
@@ -229,6 +230,7 @@ class ContainerService:
         return c
 
     async def _start(self, c: Container) -> None:
+        c.r["ManuallyStopped"] = False
         rundir = self._rundir(c)
         shutil.rmtree(rundir, ignore_errors=True)
         os.makedirs(rundir, 0o700)
@@ -346,6 +348,42 @@ class ContainerService:
                 await self.remove(c.id, force=True)
             except NotFound:
                 pass
+        elif self._should_restart(c):
+            c.restart_task = asyncio.create_task(self._restart_later(c))
+
+    def _should_restart(self, c: Container) -> bool:
+        policy = c.r["HostConfig"].get("RestartPolicy") or {}
+        name = policy.get("Name") or "no"
+        if c.r.get("ManuallyStopped") or c.id not in self.containers:
+            return False
+        if name in ("always", "unless-stopped"):
+            return True
+        if name == "on-failure":
+            limit = int(policy.get("MaximumRetryCount") or 0)
+            return c.state["ExitCode"] != 0 and (limit == 0 or c.r["RestartCount"] < limit)
+        return False
+
+    async def _restart_later(self, c: Container) -> None:
+        """Docker's back-off: 100 ms doubling to a minute; a run of 10 s resets it."""
+        ran = _ts(c.state["FinishedAt"]) - _ts(c.state["StartedAt"])
+        delay = 0.1 if ran >= 10 or not c.r.get("RestartDelay") else min(
+            float(c.r["RestartDelay"]) * 2, 60.0)
+        c.r["RestartDelay"] = delay
+        c.state["Restarting"] = True
+        self._save(c)
+        await asyncio.sleep(delay)
+        c.state["Restarting"] = False
+        if not self._should_restart(c):
+            self._save(c)
+            return
+        c.r["RestartCount"] = int(c.r.get("RestartCount", 0)) + 1
+        try:
+            await self.start(c.id)
+            self.events.emit("container", "restart", c.id, {"name": c.name,
+                                                             "image": c.r["ImageName"]})
+        except Exception as e:  # recorded like any failed start; the policy may retry
+            c.state["Error"] = str(e)
+            self._save(c)
 
     def _unmount(self, c: Container) -> None:
         rootfs = os.path.join(self._dir(c), "rootfs")
@@ -357,6 +395,10 @@ class ContainerService:
         the exits that happened meanwhile."""
         for c in list(self.containers.values()):
             if not c.running:
+                policy = (c.r["HostConfig"].get("RestartPolicy") or {}).get("Name")
+                if policy == "always" or (policy == "unless-stopped"
+                                          and not c.r.get("ManuallyStopped")):
+                    c.restart_task = asyncio.create_task(self._restart_later(c))
                 continue
             sock = os.path.join(self._rundir(c), "shim.sock")
             status = await _shim_call(sock, {"cmd": "status"}) if os.path.exists(sock) else None
@@ -376,13 +418,18 @@ class ContainerService:
         c = self.get(name)
         if not c.running:
             raise FailedPrecondition(f"Container {c.id} is not running")
+        c.r["ManuallyStopped"] = True  # as dockerd: a killed container is not restarted
         await asyncio.to_thread(kill, Store(self.runtime_root), c.id, sig)
         self.events.emit("container", "kill", c.id, {"name": c.name, "signal": str(sig),
                                                       "image": c.r["ImageName"]})
 
     async def stop(self, name: str, timeout: int | None = None) -> bool:
         c = self.get(name)
+        c.r["ManuallyStopped"] = True
+        if c.restart_task is not None:
+            c.restart_task.cancel()
         if not c.running:
+            self._save(c)
             return False
         stop_signal = _signal(c.r["Config"].get("StopSignal") or "SIGTERM")
         if timeout is None:
@@ -419,6 +466,8 @@ class ContainerService:
 
     async def remove(self, name: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(name)
+        if c.restart_task is not None:
+            c.restart_task.cancel()
         if c.running:
             if not force:
                 raise FailedPrecondition(
