@@ -396,3 +396,22 @@ def test_restart_policies(daemon: Daemon, busybox_archive: Path) -> None:
     time.sleep(1.0)
     after = json.loads(daemon.docker("inspect", "forever").stdout)[0]
     assert after["RestartCount"] == count and not after["State"]["Running"]
+
+
+def test_healthcheck(daemon: Daemon, busybox_archive: Path) -> None:
+    daemon.docker("load", "-i", str(busybox_archive))
+    daemon.docker("run", "-d", "--name", "hc", "--health-cmd", "test -e /tmp/ok",
+                  "--health-interval", "200ms", "--health-retries", "2", "busybox", "sh",
+                  "-c", "sleep 1; touch /tmp/ok; sleep 600")
+    deadline = time.monotonic() + 15
+    seen = set()
+    while "healthy" not in seen:
+        assert time.monotonic() < deadline, seen
+        health = json.loads(daemon.docker("inspect", "hc").stdout)[0]["State"].get("Health")
+        if health:
+            seen.add(health["Status"])
+        time.sleep(0.1)
+    assert "unhealthy" in seen or "starting" in seen
+    assert "(healthy)" in daemon.docker("ps", "--format", "{{.Status}}").stdout
+    log = json.loads(daemon.docker("inspect", "hc").stdout)[0]["State"]["Health"]["Log"]
+    assert log[-1]["ExitCode"] == 0

@@ -114,6 +114,9 @@ def _summary(c: Container) -> dict[str, Any]:
     status = r["State"]["Status"]
     text = {"running": "Up", "paused": "Up (Paused)", "created": "Created"}.get(
         status, f"Exited ({r['State']['ExitCode']})")
+    health = (r["State"].get("Health") or {}).get("Status")
+    if status == "running" and health:
+        text += f" (health: {health})" if health == "starting" else f" ({health})"
     return {"Id": c.id, "Names": [r["Name"]], "Image": r["ImageName"], "ImageID": r["Image"],
             "Command": " ".join([r["Path"], *r["Args"]]), "Created": int(_ts(r["Created"])),
             "Ports": [], "Labels": r["Config"].get("Labels") or {}, "State": status,

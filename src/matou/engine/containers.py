@@ -53,6 +53,7 @@ class Container:
         self.exited = asyncio.Event()
         self.monitor: asyncio.Task[None] | None = None
         self.restart_task: asyncio.Task[None] | None = None
+        self.health: asyncio.Task[None] | None = None
 
     @property
     def id(self) -> str:
@@ -276,6 +277,7 @@ class ContainerService:
                         "FinishedAt": "0001-01-01T00:00:00Z"})
         self._save(c)
         c.monitor = asyncio.create_task(self._watch(c))
+        c.health = asyncio.create_task(healthcheck(self, c))
 
     def _prepare_files(self, c: Container) -> None:
         d = self._dir(c)
@@ -404,6 +406,7 @@ class ContainerService:
             status = await _shim_call(sock, {"cmd": "status"}) if os.path.exists(sock) else None
             if status and status.get("exit") is None:
                 c.monitor = asyncio.create_task(self._watch(c))
+                c.health = asyncio.create_task(healthcheck(self, c))
                 continue
             exitf = os.path.join(self._rundir(c), "exit.json")
             await self._finish(c, _read_json(exitf) if os.path.exists(exitf) else {
@@ -921,3 +924,78 @@ async def stats(svc: ContainerService, name: str, interval: float = 0.5
         cur["precpu_stats"] = prev["cpu_stats"] if prev else empty
         yield cur
         prev = cur
+
+
+# -- healthchecks -----------------------------------------------------------------------------
+
+_HEALTH_LOG = 5
+
+
+async def _probe(svc: ContainerService, c: Container, test: list[str],
+                 timeout: float) -> tuple[int, str]:
+    """Run the healthcheck command in the container; (exit code, output)."""
+    shell = test[0] == "CMD-SHELL"
+    cmd = ["/bin/sh", "-c", " ".join(test[1:])] if shell else list(test[1:])
+    execs = ExecService(svc)
+    exec_id = execs.create(c.id, {"Cmd": cmd, "AttachStdout": True, "AttachStderr": True})
+    try:
+        conn = await execs.start(exec_id, detach=False)
+    except (FailedPrecondition, NotFound) as e:
+        return 1, str(e)
+    assert conn is not None
+    reader, writer = conn
+    out = b""
+    try:
+        async with asyncio.timeout(timeout):
+            while data := await reader.read(65536):
+                out += data
+    except TimeoutError:
+        writer.close()
+        return -1, f"Health check exceeded timeout ({timeout:g}s)"
+    writer.close()
+    text = b""
+    while len(out) >= 8:  # multiplexed frames
+        size = int.from_bytes(out[4:8], "big")
+        text += out[8:8 + size]
+        out = out[8 + size:]
+    for _ in range(50):
+        ex = await execs.refresh(exec_id)
+        if ex["ExitCode"] is not None:
+            return int(ex["ExitCode"]), text.decode(errors="replace")[:4096]
+        await asyncio.sleep(0.02)
+    return 1, text.decode(errors="replace")[:4096]
+
+
+async def healthcheck(svc: ContainerService, c: Container) -> None:
+    """Docker's healthcheck loop for one run of a container."""
+    hc = c.r["Config"].get("Healthcheck") or {}
+    test = hc.get("Test") or []
+    if not test or test[0] == "NONE" or len(test) < 2:
+        return
+    interval = (hc.get("Interval") or 30 * 10**9) / 1e9
+    timeout = (hc.get("Timeout") or 30 * 10**9) / 1e9
+    retries = int(hc.get("Retries") or 3)
+    start_period = (hc.get("StartPeriod") or 0) / 1e9
+    started = time.monotonic()
+    health: dict[str, Any] = {"Status": "starting", "FailingStreak": 0, "Log": []}
+    c.state["Health"] = health
+    svc._save(c)
+    while c.running:
+        await asyncio.sleep(interval)
+        if not c.running:
+            return
+        begin = _now()
+        code, output = await _probe(svc, c, test, timeout)
+        health["Log"] = [*health["Log"], {"Start": begin, "End": _now(), "ExitCode": code,
+                                          "Output": output}][-_HEALTH_LOG:]
+        before = health["Status"]
+        if code == 0:
+            health["Status"], health["FailingStreak"] = "healthy", 0
+        elif time.monotonic() - started >= start_period:
+            health["FailingStreak"] += 1
+            if health["FailingStreak"] >= retries:
+                health["Status"] = "unhealthy"
+        svc._save(c)
+        if health["Status"] != before:
+            svc.events.emit("container", f"health_status: {health['Status']}", c.id,
+                            {"name": c.name, "image": c.r["ImageName"]})
