@@ -84,7 +84,11 @@ async def kill(request: web.Request) -> web.StreamResponse:
 
     e = engine_of(request)
     sig = parse_signal(request.query.get("signal") or "SIGKILL")
-    await e.containers.kill(request.match_info["id"], sig)
+    c = e.containers.get(request.match_info["id"])
+    await e.containers.kill(c.id, sig)
+    if sig == 9:  # as dockerd: a SIGKILL answers once the container is down
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(c.exited.wait(), 10)
     return web.Response(status=204)
 
 

@@ -28,7 +28,13 @@ from typing import Any
 from matou.engine import spec as specs
 from matou.engine.events import EventBus
 from matou.engine.volumes import VolumeService
-from matou.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from matou.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    MatouError,
+    NotFound,
+)
 from matou.images.store import ImageStore
 from matou.linux import libc, unixsock
 from matou.shim import logfile
@@ -172,7 +178,17 @@ class ContainerService:
                 raise InvalidArgument("no command specified")
             host = dict(host)
             host.setdefault("NetworkMode", "default")
-            host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+            log_config = dict(host.get("LogConfig") or {})
+            if (log_config.get("Type") or "json-file") != "json-file":
+                shutil.rmtree(d)
+                raise InvalidArgument(f"logger: no log driver named "
+                                      f"'{log_config['Type']}' is registered")
+            host["LogConfig"] = {"Type": "json-file", "Config": log_config.get("Config") or {}}
+            policy = (host.get("RestartPolicy") or {}).get("Name") or "no"
+            if host.get("AutoRemove") and policy != "no":
+                shutil.rmtree(d)
+                raise InvalidArgument("can't create 'AutoRemove' container with restart "
+                                      "policy")
             record: dict[str, Any] = {
                 "Id": cid, "Name": "/" + name.lstrip("/"), "Created": _now(),
                 "Path": args[0], "Args": args[1:], "Config": merged, "HostConfig": host,
@@ -341,8 +357,8 @@ class ContainerService:
                         "Error": result.get("Error", ""),
                         "FinishedAt": result.get("FinishedAt") or _now()})
         self._save(c)
+        c.exited.set()  # before anything that could fail: waiters must always wake
         await asyncio.to_thread(self._unmount, c)
-        c.exited.set()
         self.events.emit("container", "die", c.id, {
             "name": c.name, "image": c.r["ImageName"], "exitCode": str(c.state["ExitCode"])})
         if c.r["HostConfig"].get("AutoRemove"):
@@ -390,7 +406,10 @@ class ContainerService:
     def _unmount(self, c: Container) -> None:
         rootfs = os.path.join(self._dir(c), "rootfs")
         if os.path.ismount(rootfs):
-            libc.umount2(rootfs, libc.MNT_DETACH)
+            try:
+                libc.umount2(rootfs, libc.MNT_DETACH)
+            except MatouError:
+                pass  # already gone (a concurrent finish/remove): nothing left to do
 
     async def restore(self) -> None:
         """Live restore at daemon start: reattach to running containers' shims, record
