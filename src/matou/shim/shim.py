@@ -179,9 +179,10 @@ class Shim:
             log.close()
 
     def _drain(self, log: logfile.Writer) -> None:
+        # the container's pty after its exit: read until quiet (see _exec_maybe_done)
         for fd in list(self.outputs):
             os.set_blocking(fd, False)
-            while fd in self.outputs:
+            while fd in self.outputs and select.select([fd], [], [], 0.05)[0]:
                 try:
                     self._output(fd, log)
                 except BlockingIOError:
@@ -400,9 +401,13 @@ class Shim:
         if ex.exit is None:
             return
         if ex.master >= 0 and ex.master in ex.outputs:
-            # the pty: read what is left without blocking, then let go of it
-            os.set_blocking(ex.master, False)
+            # the pty: what the process wrote last may still be on its way through the
+            # line discipline (the kernel flips tty buffers asynchronously): read until
+            # the master stays quiet for a moment, then let go of it
             while True:
+                ready, _, _ = select.select([ex.master], [], [], 0.05)
+                if not ready:
+                    break
                 try:
                     data = os.read(ex.master, 65536)
                 except OSError:
