@@ -415,3 +415,19 @@ def test_healthcheck(daemon: Daemon, busybox_archive: Path) -> None:
     assert "(healthy)" in daemon.docker("ps", "--format", "{{.Status}}").stdout
     log = json.loads(daemon.docker("inspect", "hc").stdout)[0]["State"]["Health"]["Log"]
     assert log[-1]["ExitCode"] == 0
+
+
+def test_update(daemon: Daemon, busybox_archive: Path) -> None:
+    daemon.docker("load", "-i", str(busybox_archive))
+    cid = daemon.docker("run", "-d", "--name", "up", "-m", "64m", "busybox", "sleep",
+                        "600").stdout.strip()
+    daemon.docker("update", "--memory", "128m", "--memory-swap", "256m", "--cpu-shares",
+                  "512", "--restart", "on-failure:3", "up")
+    limit = Path(f"/sys/fs/cgroup/memory/matou/{cid}/memory.limit_in_bytes").read_text()
+    assert int(limit) == 128 << 20
+    assert Path(f"/sys/fs/cgroup/cpu/matou/{cid}/cpu.shares").read_text().strip() == "512"
+    host = json.loads(daemon.docker("inspect", "up").stdout)[0]["HostConfig"]
+    assert host["Memory"] == 128 << 20 and host["RestartPolicy"]["Name"] == "on-failure"
+    daemon.docker("update", "--cpu-shares", "256", "up")
+    host = json.loads(daemon.docker("inspect", "up").stdout)[0]["HostConfig"]
+    assert host["RestartPolicy"]["MaximumRetryCount"] == 3 and host["Memory"] == 128 << 20

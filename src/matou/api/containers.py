@@ -485,3 +485,16 @@ async def stats(request: web.Request) -> web.StreamResponse:
 
 
 ROUTES += [("GET", "/containers/{id}/stats", stats)]
+
+
+async def update(request: web.Request) -> web.StreamResponse:
+    from matou.engine import containers as ctrs
+
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidArgument("update config must be a JSON object")
+    warnings = await ctrs.update(engine_of(request).containers, request.match_info["id"], body)
+    return json_response({"Warnings": warnings})
+
+
+ROUTES += [("POST", "/containers/{id}/update", update)]

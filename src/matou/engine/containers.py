@@ -1018,3 +1018,38 @@ async def healthcheck(svc: ContainerService, c: Container) -> None:
         if health["Status"] != before:
             svc.events.emit("container", f"health_status: {health['Status']}", c.id,
                             {"name": c.name, "image": c.r["ImageName"]})
+
+
+_UPDATABLE = ("Memory", "MemorySwap", "MemoryReservation", "CpuShares", "NanoCpus", "CpuQuota",
+              "CpuPeriod", "CpusetCpus", "CpusetMems", "PidsLimit", "BlkioWeight",
+              "RestartPolicy")
+
+
+async def update(svc: ContainerService, name: str, changes: dict[str, Any]) -> list[str]:
+    """`docker update`: new limits for a container, applied to its cgroup when it runs."""
+    from matou.runtime.store import Store
+    from matou.runtime.update import update as rt_update
+
+    c = svc.get(name)
+    unknown = [k for k, v in changes.items() if v not in (None, 0, "", {}) and
+               k not in _UPDATABLE]
+    if unknown:
+        raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))}")
+    host = dict(c.r["HostConfig"])
+    for k in _UPDATABLE:
+        value = changes.get(k)
+        if value in (None, "", {}, 0):
+            continue  # the CLI sends every field; zero means "leave as it is"
+        if k == "RestartPolicy" and not (value or {}).get("Name"):
+            continue
+        host[k] = value
+    policy = (host.get("RestartPolicy") or {}).get("Name") or "no"
+    if host.get("AutoRemove") and policy != "no":
+        raise InvalidArgument("can't update the restart policy of an 'AutoRemove' container")
+    if c.running:
+        resources = specs.resources_of(host)
+        await asyncio.to_thread(rt_update, Store(svc.runtime_root), c.id, resources)
+    c.r["HostConfig"] = host
+    svc._save(c)
+    svc.events.emit("container", "update", c.id, {"name": c.name})
+    return []

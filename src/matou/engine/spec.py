@@ -246,6 +246,13 @@ def parse_mounts(config: dict[str, Any], host: dict[str, Any]) -> list[dict[str,
     return out
 
 
+def resources_of(host: dict[str, Any]) -> dict[str, Any]:
+    """The cgroup limits of a HostConfig, without the device rules (for `update`)."""
+    r = _resources(host, bool(host.get("Privileged")))
+    r.pop("devices", None)
+    return r
+
+
 def _resources(host: dict[str, Any], privileged: bool) -> dict[str, Any]:
     r: dict[str, Any] = {"devices": [{"allow": privileged, "access": "rwm"}]}
     mem: dict[str, Any] = {}
