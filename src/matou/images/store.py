@@ -13,19 +13,19 @@ unreferenced blobs and snapshots, which ``gc`` (run at start-up) removes.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
 from matou.archive.apply import apply_layer
 from matou.content import ContentStore
 from matou.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from matou.linux import jsonfile
 from matou.oci import reference
 from matou.oci.digest import Digest, sha256_bytes
 from matou.oci.image import (
@@ -43,6 +43,11 @@ from matou.oci.image import (
     parse_manifest_or_index,
 )
 from matou.snapshots import Snapshotter
+
+
+def _empty_db() -> dict[str, Any]:
+    return {"images": {}, "tags": {}}
+
 
 LAYER_PREFIX = "layer-"
 EXTRACT_PREFIX = "extract-"
@@ -86,32 +91,11 @@ class ImageStore:
 
     # -- the record file --------------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self) -> Iterator[dict[str, Any]]:
-        fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            db = self._load()
-            before = json.dumps(db, sort_keys=True)
-            yield db
-            if json.dumps(db, sort_keys=True) != before:
-                tmp = self._db + ".tmp"
-                with open(tmp, "w") as f:
-                    json.dump(db, f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.rename(tmp, self._db)
-        finally:
-            os.close(fd)
+    def _locked(self) -> AbstractContextManager[dict[str, Any]]:
+        return jsonfile.locked(self._db, os.path.join(self.root, "lock"), _empty_db)
 
     def _load(self) -> dict[str, Any]:
-        try:
-            with open(self._db) as f:
-                data: dict[str, Any] = json.load(f)
-                return data
-        except FileNotFoundError:
-            return {"images": {}, "tags": {}}
+        return jsonfile.read(self._db, _empty_db)
 
     # -- reading -----------------------------------------------------------------------------
 

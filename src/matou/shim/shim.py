@@ -30,7 +30,7 @@ import struct
 import termios
 from typing import Any, NoReturn
 
-from matou.linux import libc, unixsock
+from matou.linux import jsonfile, libc, unixsock
 from matou.linux import pty as ptys
 from matou.shim import logfile
 
@@ -38,12 +38,7 @@ STDIN, STDOUT, STDERR = 0, 1, 2
 
 
 def atomic_json(path: str, data: dict[str, Any]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
+    jsonfile.write_atomic(path, data)
 
 
 class _Exec:

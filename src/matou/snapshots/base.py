@@ -17,16 +17,19 @@ the directory goes: after a crash, ``cleanup`` removes the directories nobody na
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
 from matou.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from matou.linux import jsonfile
+
+
+def _empty() -> dict[str, Any]:
+    return {"next": 1, "snapshots": {}}
+
 
 ACTIVE = "active"
 VIEW = "view"
@@ -60,35 +63,14 @@ class Snapshotter:
 
     # -- metadata ----------------------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self) -> Iterator[dict[str, Any]]:
-        fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            meta = self._load()
-            before = json.dumps(meta, sort_keys=True)
-            yield meta
-            if json.dumps(meta, sort_keys=True) != before:
-                self._save(meta)
-        finally:
-            os.close(fd)
+    def _locked(self) -> AbstractContextManager[dict[str, Any]]:
+        return jsonfile.locked(self._meta_path, os.path.join(self.root, "lock"), _empty)
 
     def _load(self) -> dict[str, Any]:
-        try:
-            with open(self._meta_path) as f:
-                data: dict[str, Any] = json.load(f)
-                return data
-        except FileNotFoundError:
-            return {"next": 1, "snapshots": {}}
+        return jsonfile.read(self._meta_path, _empty)
 
     def _save(self, meta: dict[str, Any]) -> None:
-        tmp = self._meta_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(meta, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, self._meta_path)
+        jsonfile.write_atomic(self._meta_path, meta)
 
     def dir(self, sid: str) -> str:
         return os.path.join(self.root, sid)
