@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import calendar
 import json
 import os
 import tempfile
 import threading
-import time
 from typing import Any
 
 from aiohttp import web
@@ -16,19 +14,17 @@ from aiohttp import web
 from matou.api.server import engine_of, filters, flag, json_response
 from matou.errors import InvalidArgument, NotFound
 from matou.images.store import Image
-from matou.oci import reference
+from matou.oci import reference, timestamps
 
 CHUNK = 1 << 20
 
 
+def _seconds(text: str) -> int:
+    return int(timestamps.parse(text) or 0)
+
+
 def _created(img: Image) -> int:
-    text = img.config.created
-    if not text:
-        return 0
-    try:
-        return calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return 0
+    return _seconds(img.config.created)
 
 
 def _familiar(tags: tuple[str, ...]) -> list[str]:
@@ -160,12 +156,8 @@ async def history(request: web.Request) -> web.StreamResponse:
             size = sizes[layer]
         if not empty:
             layer -= 1
-        created = h.get("created", "")
-        try:
-            ts = calendar.timegm(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S"))
-        except ValueError:
-            ts = 0
-        out.append({"Id": str(img.id) if i == 0 else "<missing>", "Created": ts,
+        out.append({"Id": str(img.id) if i == 0 else "<missing>",
+                    "Created": _seconds(h.get("created", "")),
                     "CreatedBy": h.get("created_by", ""),
                     "Tags": _familiar(img.tags) if i == 0 else None, "Size": size,
                     "Comment": h.get("comment", "")})

@@ -12,6 +12,7 @@ from matou import __version__
 from matou.api.server import MAX_API, MIN_API, engine_of, filters, json_response, version_text
 from matou.engine.events import Event
 from matou.errors import InvalidArgument
+from matou.oci import timestamps
 
 
 def _ping_headers() -> dict[str, str]:
@@ -113,13 +114,10 @@ def _timestamp(text: str | None, now: float) -> int | None:
     units = {"s": 1, "m": 60, "h": 3600}
     if text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
         return int((now - float(text[:-1]) * units[text[-1]]) * 1e9)
-    try:
-        t = time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
-        import calendar
-
-        return calendar.timegm(t) * 10**9
-    except ValueError:
-        raise InvalidArgument(f"invalid timestamp {text!r}") from None
+    seconds = timestamps.parse(text)
+    if seconds is None:
+        raise InvalidArgument(f"invalid timestamp {text!r}")
+    return int(seconds) * 10**9
 
 
 async def events(request: web.Request) -> web.StreamResponse:

@@ -37,6 +37,7 @@ from matou.errors import (
 )
 from matou.images.store import ImageStore
 from matou.linux import libc, unixsock
+from matou.oci import timestamps
 from matou.shim import logfile
 from matou.shim.forkserver import ForkServer
 from matou.shim.shim import atomic_json
@@ -48,7 +49,7 @@ _NAMES = ("hopper", "lovelace", "turing", "curie", "noether", "ritchie", "thomps
 
 
 def _now() -> str:
-    return logfile.timestamp()
+    return timestamps.format()
 
 
 class Container:
@@ -641,14 +642,7 @@ def _read_json(path: str) -> dict[str, Any]:
 
 
 def _ts(text: str) -> float:
-    import calendar
-
-    try:
-        base = calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
-        frac = text[19:].rstrip("Z")
-        return base + (float(frac) if frac.startswith(".") else 0.0)
-    except ValueError:
-        return 0.0
+    return timestamps.parse(text) or 0.0
 
 
 async def _open(path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from matou.engine.events import EventBus
 from matou.errors import FailedPrecondition, InvalidArgument, NotFound
-from matou.shim import logfile
+from matou.oci import timestamps
 from matou.shim.shim import atomic_json
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -54,7 +54,7 @@ class VolumeService:
             return self.inspect(name)  # as dockerd: creating an existing volume is a no-op
         os.makedirs(self.path(name), 0o755, exist_ok=True)
         atomic_json(self._meta(name), {"Name": name, "Driver": "local",
-                                       "CreatedAt": logfile.timestamp(),
+                                       "CreatedAt": timestamps.format(),
                                        "Labels": labels or {}, "Options": options or {},
                                        "Anonymous": anonymous})
         self.events.emit("volume", "create", name, {"driver": "local"})

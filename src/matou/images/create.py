@@ -10,7 +10,6 @@ import json
 import os
 import shlex
 import tarfile
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any, BinaryIO
@@ -30,14 +29,10 @@ from matou.images.store import (
 )
 from matou.oci import image as oci
 from matou.oci.digest import Digest
+from matou.oci.timestamps import format as now
 
 _CHANGE_KEYS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "USER", "VOLUME",
                 "WORKDIR", "STOPSIGNAL", "HEALTHCHECK")
-
-
-def now() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 def _json_or_shell(rest: str, shell: bool) -> list[str]:

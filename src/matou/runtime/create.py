@@ -22,7 +22,6 @@ import os
 import pwd
 import signal
 import socket
-import time
 from typing import Any, NamedTuple, NoReturn
 
 from matou.cgroups import Manager
@@ -32,6 +31,7 @@ from matou.linux import pty as ptys
 from matou.linux.mount import secure_join
 from matou.oci import state as oci_state
 from matou.oci.runtime_spec import Spec, load_spec_bytes
+from matou.oci.timestamps import format as timestamp
 from matou.runtime import rootfs
 from matou.runtime.channel import Channel, ChildError
 from matou.runtime.process import Prepared, become, close_inherited, find_executable, prepare
@@ -59,11 +59,6 @@ def load_bundle(bundle: str) -> Spec:
         raise InvalidArgument(f"bundle `{bundle}`: no config.json") from e
     except OSError as e:
         raise from_oserror("read", path, e) from e
-
-
-def _now() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 def write_pid_file(path: str, pid: int) -> None:
@@ -181,7 +176,7 @@ def _launch(store: Store, opts: Options, spec: Spec, bundle: str, root: str,
         started = proc.start_time(init_pid)
         rec = Record(
             id=cid, pid=init_pid, pid_start=started, bundle=bundle, rootfs=root,
-            created=_now(), owner=_owner(), cgroup_path=cgroup.path,
+            created=timestamp(), owner=_owner(), cgroup_path=cgroup.path,
             cgroup_relative=cgroup.relative, config=spec.raw,
             annotations=spec.annotations,
         )

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
+
+from matou.oci.timestamps import format as timestamp
 
 _path: str | None = None
 _json = False
@@ -20,16 +21,11 @@ def configure(path: str | None, fmt: str, debug: bool) -> None:
     _path, _json, _debug = path or None, fmt == "json", debug
 
 
-def _stamp() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
-
-
 def _emit(level: str, msg: str) -> None:
     if _json:
-        line = json.dumps({"level": level, "msg": msg, "time": _stamp()})
+        line = json.dumps({"level": level, "msg": msg, "time": timestamp()})
     else:
-        line = f'time="{_stamp()}" level={level} msg="{msg}"'
+        line = f'time="{timestamp()}" level={level} msg="{msg}"'
     if _path:
         try:
             fd = os.open(_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from matou.oci.timestamps import format as timestamp
+
 MAX_LINE = 16 << 10  # a line longer than this is split, as Docker splits at 16 KiB
-
-
-def timestamp(t: float | None = None) -> str:
-    t = time.time() if t is None else t
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 def parse_size(text: str) -> int:

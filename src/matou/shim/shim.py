@@ -20,18 +20,17 @@ as a library: no interpreter starts on the way to a running container.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import select
 import signal
 import socket
 import struct
-import termios
 from typing import Any, NoReturn
 
 from matou.linux import jsonfile, libc, unixsock
 from matou.linux import pty as ptys
+from matou.oci import timestamps
 from matou.shim import logfile
 
 STDIN, STDOUT, STDERR = 0, 1, 2
@@ -459,7 +458,7 @@ class Shim:
     def finish(self, error: str = "") -> None:
         code = self.exit_code if self.exit_code is not None else (127 if error else 255)
         atomic_json(os.path.join(self.dir, "exit.json"),
-                     {"ExitCode": code, "FinishedAt": logfile.timestamp(), "Error": error})
+                     {"ExitCode": code, "FinishedAt": timestamps.format(), "Error": error})
         for c in list(self.clients):
             if c.mode == "wait":
                 self._answer_wait(c)
@@ -494,7 +493,6 @@ def run(conf: dict[str, Any]) -> NoReturn:
         unixsock.bind(listener, path)
         os.chmod(path, 0o600)
         listener.listen(16)
-        fcntl.fcntl(listener.fileno(), fcntl.F_SETFD, fcntl.FD_CLOEXEC)
         try:
             shim.launch()
         except Exception as e:
@@ -510,5 +508,3 @@ def run(conf: dict[str, Any]) -> NoReturn:
         code = 1
     os._exit(code)
 
-
-__all__ = ["run", "termios"]

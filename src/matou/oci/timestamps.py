@@ -1,0 +1,31 @@
+"""RFC 3339 timestamps with nanoseconds, as Docker and the OCI state write them
+(``2026-11-29T13:30:24.460313558Z``), and their parsing."""
+
+from __future__ import annotations
+
+import time
+
+_LAYOUT = "%Y-%m-%dT%H:%M:%S"
+
+
+def format(t: float | None = None) -> str:
+    """``t`` (seconds since the epoch; now by default) in UTC, nanosecond digits."""
+    t = time.time() if t is None else t
+    return time.strftime(_LAYOUT, time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def parse(text: str) -> float | None:
+    """Seconds since the epoch of an RFC 3339 UTC timestamp; None if it is not one."""
+    import calendar  # not needed on the runtime's start path, which only formats
+
+    try:
+        base = calendar.timegm(time.strptime(text[:19], _LAYOUT))
+    except ValueError:
+        return None
+    frac = text[19:].rstrip("Z")
+    if frac.startswith("."):
+        try:
+            return base + float(frac)
+        except ValueError:
+            return float(base)
+    return float(base)
