@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from matou.api.server import engine_of, filters, flag, json_body, json_response
+from matou.api.server import engine_of, filters, flag, json_body, json_response, stream_tar
+from matou.engine import containers as ctrs
 from matou.engine.containers import Container, _ts
 from matou.errors import FailedPrecondition, InvalidArgument, MatouError
 
@@ -337,54 +338,22 @@ async def prune(request: web.Request) -> web.StreamResponse:
     return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
 
 
-def image_in_use(request: web.Request) -> set[str]:
-    return engine_of(request).containers.images_in_use()
-
-ROUTES = [
-    ("POST", "/containers/create", create),
-    ("GET", "/containers/json", list_),
-    ("POST", "/containers/prune", prune),
-    ("GET", "/containers/{id}/json", inspect),
-    ("POST", "/containers/{id}/start", start),
-    ("POST", "/containers/{id}/wait", wait),
-    ("POST", "/containers/{id}/kill", kill),
-    ("POST", "/containers/{id}/stop", stop),
-    ("POST", "/containers/{id}/restart", restart),
-    ("POST", "/containers/{id}/attach", attach),
-    ("POST", "/containers/{id}/resize", resize),
-    ("GET", "/containers/{id}/logs", logs),
-    ("DELETE", "/containers/{id}", remove),
-    ("POST", "/containers/{id}/exec", exec_create),
-    ("POST", "/exec/{id}/start", exec_start),
-    ("GET", "/exec/{id}/json", exec_inspect),
-    ("POST", "/exec/{id}/resize", exec_resize),
-]
-
-
 async def pause(request: web.Request) -> web.StreamResponse:
-    from matou.engine import containers as ctrs
-
     await ctrs.pause(engine_of(request).containers, request.match_info["id"], True)
     return web.Response(status=204)
 
 
 async def unpause(request: web.Request) -> web.StreamResponse:
-    from matou.engine import containers as ctrs
-
     await ctrs.pause(engine_of(request).containers, request.match_info["id"], False)
     return web.Response(status=204)
 
 
 async def top(request: web.Request) -> web.StreamResponse:
-    from matou.engine import containers as ctrs
-
     return json_response(await ctrs.top(engine_of(request).containers, request.match_info["id"],
                                         request.query.get("ps_args", "")))
 
 
 async def rename(request: web.Request) -> web.StreamResponse:
-    from matou.engine import containers as ctrs
-
     new = request.query.get("name")
     if not new:
         raise InvalidArgument("a new name is required")
@@ -393,8 +362,6 @@ async def rename(request: web.Request) -> web.StreamResponse:
 
 
 async def changes(request: web.Request) -> web.StreamResponse:
-    from matou.engine import containers as ctrs
-
     out = await asyncio.to_thread(ctrs.changes, engine_of(request).containers,
                                   request.match_info["id"])
     return json_response(out or None)
@@ -406,23 +373,9 @@ async def export(request: web.Request) -> web.StreamResponse:
     e = engine_of(request)
     c = e.containers.get(request.match_info["id"])
     store = e.images.store
-    r, w = os.pipe()
-
-    def produce() -> None:
-        with os.fdopen(w, "wb") as out:
-            export_snapshot(store, f"container-{c.id}", out)
-
-    task = asyncio.create_task(asyncio.to_thread(produce))
-    resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
-    await resp.prepare(request)
-    try:
-        while chunk := await asyncio.to_thread(os.read, r, 1 << 20):
-            await resp.write(chunk)
-    finally:
-        os.close(r)
-        await task
+    resp = await stream_tar(request,
+                            lambda out: export_snapshot(store, f"container-{c.id}", out))
     e.events.emit("container", "export", c.id, {"name": c.name})
-    await resp.write_eof()
     return resp
 
 
@@ -448,20 +401,7 @@ async def commit(request: web.Request) -> web.StreamResponse:
     return json_response({"Id": str(img.id)}, status=201)
 
 
-ROUTES += [
-    ("POST", "/containers/{id}/pause", pause),
-    ("POST", "/containers/{id}/unpause", unpause),
-    ("GET", "/containers/{id}/top", top),
-    ("POST", "/containers/{id}/rename", rename),
-    ("GET", "/containers/{id}/changes", changes),
-    ("GET", "/containers/{id}/export", export),
-    ("POST", "/commit", commit),
-]
-
-
 async def stats(request: web.Request) -> web.StreamResponse:
-    from matou.engine import containers as ctrs
-
     e = engine_of(request)
     c = e.containers.get(request.match_info["id"])
     stream = flag(request, "stream", True) and not flag(request, "one-shot")
@@ -484,12 +424,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-ROUTES += [("GET", "/containers/{id}/stats", stats)]
-
-
 async def update(request: web.Request) -> web.StreamResponse:
-    from matou.engine import containers as ctrs
-
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidArgument("update config must be a JSON object")
@@ -497,4 +432,31 @@ async def update(request: web.Request) -> web.StreamResponse:
     return json_response({"Warnings": warnings})
 
 
-ROUTES += [("POST", "/containers/{id}/update", update)]
+ROUTES = [
+    ("POST", "/containers/create", create),
+    ("GET", "/containers/json", list_),
+    ("POST", "/containers/prune", prune),
+    ("GET", "/containers/{id}/json", inspect),
+    ("POST", "/containers/{id}/start", start),
+    ("POST", "/containers/{id}/wait", wait),
+    ("POST", "/containers/{id}/kill", kill),
+    ("POST", "/containers/{id}/stop", stop),
+    ("POST", "/containers/{id}/restart", restart),
+    ("POST", "/containers/{id}/attach", attach),
+    ("POST", "/containers/{id}/resize", resize),
+    ("GET", "/containers/{id}/logs", logs),
+    ("DELETE", "/containers/{id}", remove),
+    ("POST", "/containers/{id}/exec", exec_create),
+    ("POST", "/exec/{id}/start", exec_start),
+    ("GET", "/exec/{id}/json", exec_inspect),
+    ("POST", "/exec/{id}/resize", exec_resize),
+    ("POST", "/containers/{id}/pause", pause),
+    ("POST", "/containers/{id}/unpause", unpause),
+    ("GET", "/containers/{id}/top", top),
+    ("POST", "/containers/{id}/rename", rename),
+    ("GET", "/containers/{id}/changes", changes),
+    ("GET", "/containers/{id}/export", export),
+    ("POST", "/commit", commit),
+    ("GET", "/containers/{id}/stats", stats),
+    ("POST", "/containers/{id}/update", update),
+]

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import tempfile
-import threading
 from typing import Any
 
 from aiohttp import web
 
-from matou.api.server import engine_of, filters, flag, json_response
+from matou.api.server import engine_of, filters, flag, json_response, stream_tar
 from matou.errors import InvalidArgument, NotFound
 from matou.images.store import Image
 from matou.oci import reference, timestamps
@@ -225,30 +223,7 @@ async def save(request: web.Request) -> web.StreamResponse:
         raise InvalidArgument("no images to save: give names=…")
     for n in names:
         await e.images.get(n)  # 404 before the first byte
-    r, w = os.pipe()
-    failure: list[BaseException] = []
-
-    def produce() -> None:
-        try:
-            with os.fdopen(w, "wb") as out:
-                e.images.save(names, out)
-        except BaseException as exc:  # reported by closing the stream early
-            failure.append(exc)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
-    await resp.prepare(request)
-    try:
-        while chunk := await asyncio.to_thread(os.read, r, CHUNK):
-            await resp.write(chunk)
-    finally:
-        os.close(r)
-        await asyncio.to_thread(thread.join)
-    if failure:
-        raise failure[0]
-    await resp.write_eof()
-    return resp
+    return await stream_tar(request, lambda out: e.images.save(names, out))
 
 
 async def create(request: web.Request) -> web.StreamResponse:

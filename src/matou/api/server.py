@@ -15,10 +15,12 @@ daemon, it only gets its 4xx.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
@@ -125,6 +127,36 @@ async def json_body(request: web.Request, *, required: bool = True) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidArgument(f"invalid JSON: {e}") from e
+
+
+async def stream_tar(request: web.Request,
+                     produce: Callable[[BinaryIO], None]) -> web.StreamResponse:
+    """Send, as an application/x-tar response, what ``produce`` writes into the file it
+    is given — from a worker thread, through a pipe, so that neither side holds the whole
+    archive. A failure after the first byte cuts the stream short, as dockerd does."""
+    r, w = os.pipe()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with os.fdopen(w, "wb") as out:
+                produce(out)
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = asyncio.create_task(asyncio.to_thread(run))
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+    await resp.prepare(request)
+    try:
+        while chunk := await asyncio.to_thread(os.read, r, 1 << 20):
+            await resp.write(chunk)
+    finally:
+        os.close(r)
+        await worker
+    if failure:
+        raise failure[0]
+    await resp.write_eof()
+    return resp
 
 
 def flag(request: web.Request, name: str, default: bool = False) -> bool:

@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import NamedTuple
 
-from matou.engine.containers import ContainerService, ExecService
+from matou.engine.containers import ContainerService, ExecService, mem_total
 from matou.engine.events import EventBus
 from matou.engine.images import ImageService
 from matou.engine.volumes import VolumeService
@@ -52,7 +52,7 @@ class Engine:
     def info_host(self) -> dict[str, object]:
         u = os.uname()
         return {"hostname": socket.gethostname(), "kernel": u.release, "arch": u.machine,
-                "os": _os_release(), "ncpu": os.cpu_count() or 1, "mem": _mem_total(),
+                "os": _os_release(), "ncpu": os.cpu_count() or 1, "mem": mem_total(),
                 "python": platform.python_version()}
 
 
@@ -79,14 +79,3 @@ def _os_release() -> str:
     except OSError:
         pass
     return "Linux"
-
-
-def _mem_total() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0

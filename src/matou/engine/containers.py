@@ -910,14 +910,15 @@ def _sample(svc: ContainerService, c: Container) -> dict[str, Any]:
         "memory_stats": {"usage": usage,
                          "max_usage": int(read("memory", "memory.max_usage_in_bytes") or 0),
                          "stats": mem_stat,
-                         "limit": min(limit, svc_mem_total()) if limit else svc_mem_total()},
+                         "limit": min(limit, mem_total()) if limit else mem_total()},
         "blkio_stats": {"io_service_bytes_recursive": None},
         "networks": {},
         "name": "/" + c.name, "id": c.id,
     }
 
 
-def svc_mem_total() -> int:
+def mem_total() -> int:
+    """The host's memory, bytes (the first line of /proc/meminfo is MemTotal)."""
     with open("/proc/meminfo") as f:
         return int(f.readline().split()[1]) * 1024
 

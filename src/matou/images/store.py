@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from matou.archive.apply import apply_layer
 from matou.content import ContentStore
-from matou.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from matou.errors import FailedPrecondition, InvalidArgument, NotFound
 from matou.linux import jsonfile
 from matou.oci import reference
 from matou.oci.digest import Digest, sha256_bytes
@@ -357,17 +357,6 @@ class ImageStore:
 
     def exists_tag(self, ref: str) -> bool:
         return str(reference.parse(ref)) in self._load()["tags"]
-
-    def add_tags(self, image_id: Digest, tags: Sequence[str]) -> None:
-        with self._locked() as db:
-            if str(image_id) not in db["images"]:
-                raise NotFound(f"No such image: {image_id}")
-            for t in tags:
-                db["tags"][str(reference.parse(t))] = str(image_id)
-
-    def check_free(self, ref: str) -> None:
-        if self.exists_tag(ref):
-            raise AlreadyExists(f"tag {ref} exists")
 
 
 def layer_media_type(content: ContentStore, blob: Digest) -> str:

@@ -165,14 +165,6 @@ class Device(NamedTuple):
     gid: int | None = None
 
 
-class DeviceRule(NamedTuple):
-    allow: bool
-    type: str = "a"
-    major: int | None = None
-    minor: int | None = None
-    access: str = "rwm"
-
-
 class SeccompArg(NamedTuple):
     arg_index: int
     value: int
