@@ -40,6 +40,16 @@ def atomic_json(path: str, data: dict[str, Any]) -> None:
     jsonfile.write_atomic(path, data)
 
 
+def _feed(fd: int, data: bytes) -> None:
+    """Stdin bytes from a client to a process, if it still has a stdin; a process that
+    closed it (EPIPE) just loses them, as with any pipe."""
+    if fd >= 0:
+        try:
+            os.write(fd, data)
+        except OSError:
+            pass
+
+
 class _Exec:
     """A process started in the container by `docker exec`, streamed to one client."""
 
@@ -222,11 +232,8 @@ class Shim:
                     if ex is None:
                         self._drop(c)
                 return
-            if c.stdin and ex.stdin_w >= 0:
-                try:
-                    os.write(ex.stdin_w, data)
-                except OSError:
-                    pass
+            if c.stdin:
+                _feed(ex.stdin_w, data)
             return
         if c.mode == "attach":
             if not data:
@@ -236,11 +243,8 @@ class Shim:
                     self.stdin_w = -1
                 self._drop(c)
                 return
-            if c.stdin and self.stdin_w >= 0:
-                try:
-                    os.write(self.stdin_w, data)
-                except OSError:
-                    pass
+            if c.stdin:
+                _feed(self.stdin_w, data)
             return
         if not data:
             self._drop(c)
