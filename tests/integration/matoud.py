@@ -1,0 +1,119 @@
+"""A matoud of its own per test (unix socket under /run, data under tmp), the real docker CLI
+pointed at it, and a busybox image archive to load into it. Teardown removes every
+container, stops the daemon and its fork server, and leaves no mount or cgroup behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from matou.images import create, formats
+from matou.images.setup import open_store
+
+MATOUD = os.path.join(os.path.dirname(sys.executable), "matoud")
+pytestmark = pytest.mark.skipif(not shutil.which("docker"), reason="no docker CLI")
+
+
+class Daemon:
+    def __init__(self, tmp: Path) -> None:
+        self.run = Path(f"/run/matou-test-{uuid.uuid4().hex[:8]}")
+        self.data = tmp / "data"
+        self.sock = self.run / "matou.sock"
+        self.log = tmp / "matoud.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.sock}"
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [MATOUD, "-H", self.host, "--data-root", str(self.data), "--exec-root",
+                 str(self.run), "--config-file", "/nonexistent"], stdout=log, stderr=log)
+        deadline = time.monotonic() + 20
+        while not self._ping():
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "matoud did not come up"
+            time.sleep(0.05)
+
+    def _ping(self) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(self.sock))
+                s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+                return b"OK" in s.recv(4096)
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()  # a test must not leave a daemon behind, even failing
+                self.proc.wait()
+                raise
+
+    def docker(self, *args: str, check: bool = True, **kw: object
+               ) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run(["docker", "-H", self.host, *args], capture_output=True, text=True,
+                           timeout=60, **kw)  # type: ignore[call-overload]
+        if check and p.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: {p.returncode}\n{p.stderr}")
+        return p  # type: ignore[no-any-return]
+
+    def http(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes, str]:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(self.sock))
+            s.sendall(f"{method} {path} HTTP/1.0\r\nContent-Length: {len(body)}\r\n\r\n"
+                      .encode() + body)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, _, payload = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), payload, head.decode(errors="replace")
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    d = Daemon(tmp_path)
+    d.start()
+    try:
+        yield d
+    finally:
+        if d.proc is not None and d.proc.poll() is None:
+            ids = d.docker("ps", "-aq", check=False).stdout.split()
+            if ids:
+                d.docker("rm", "-f", *ids, check=False)
+        d.stop()
+        if d.proc is not None:  # its fork server goes when the daemon does; make sure
+            subprocess.run(["pkill", "-9", "-f", f"matoud -H {d.host} "], capture_output=True)
+        shutil.rmtree(d.run, ignore_errors=True)
+        subprocess.run(["umount", "-R", "-l", str(d.data)], capture_output=True)
+        for cg in Path("/sys/fs/cgroup").glob("*/matou"):
+            with contextlib.suppress(OSError):
+                cg.rmdir()
+
+
+@pytest.fixture(scope="module")
+def busybox_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bb-store")
+    store = open_store(str(root / "data"), "native")
+    create.build_busybox(store)
+    out = root / "busybox.tar"
+    with open(out, "wb") as f:
+        formats.save_archive(store, ["busybox:latest"], f)
+    return out
