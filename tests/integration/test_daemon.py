@@ -206,6 +206,15 @@ def test_exec(daemon: Daemon, busybox_archive: Path) -> None:
         t = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True,
                            text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert "/dev/pts/" in t.stdout and "TTY-EXEC" in t.stdout, t.stdout + t.stderr
+        # the shim once closed a tty exec's pty twice and died of EBADF: the container
+        # must outlive any number of its execs
+        for i in range(3):
+            t = subprocess.run(["script", "-qec", f"{cmd}; echo again{i}", "/dev/null"],
+                               capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL)
+            assert f"again{i}" in t.stdout
+        assert daemon.docker("inspect", "-f", "{{.State.Running}}", "box").stdout == "true\n"
+        assert daemon.docker("exec", "box", "echo", "alive").stdout == "alive\n"
 
 
 def test_pause_top_diff_rename_commit_export(daemon: Daemon, busybox_archive: Path) -> None:

@@ -26,6 +26,8 @@ import select
 import signal
 import socket
 import struct
+import traceback
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from matou.linux import jsonfile, libc, unixsock
@@ -171,9 +173,11 @@ class Shim:
                     elif fd in self.outputs:
                         self._output(fd, log)
                     elif fd in self.exec_fds:
-                        self._exec_output(fd)
+                        self._guarded(self._exec_output, fd)
                     else:
-                        self._from_client(next(c for c in self.clients if c.sock.fileno() == fd))
+                        c = next((c for c in self.clients if c.sock.fileno() == fd), None)
+                        if c is not None:  # None: dropped earlier in this round
+                            self._guarded(self._from_client, c)
                 if self.exit_code is not None and not self.outputs:
                     break
                 if self.exit_code is not None and self.master >= 0:
@@ -181,6 +185,13 @@ class Shim:
                     self._drain(log)
         finally:
             log.close()
+
+    def _guarded(self, handler: Callable[[Any], None], arg: Any) -> None:
+        # a client's or an exec's trouble must never take the container down with the shim
+        try:
+            handler(arg)
+        except Exception:
+            traceback.print_exc()
 
     def _drain(self, log: logfile.Writer) -> None:
         # the container's pty after its exit: read until quiet (see _exec_maybe_done)
@@ -418,6 +429,8 @@ class Shim:
                     break
             del ex.outputs[ex.master]
             self.exec_fds.pop(ex.master, None)
+            if ex.stdin_w == ex.master:  # the same fd: closing it twice could close a
+                ex.stdin_w = -1          # client socket that reused the number
             os.close(ex.master)
             ex.master = -1
         if ex.outputs:
