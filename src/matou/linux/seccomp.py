@@ -58,6 +58,7 @@ ARCHES = {
     "SCMP_ARCH_S390": "s390",
     "SCMP_ARCH_S390X": "s390x",
     "SCMP_ARCH_RISCV64": "riscv64",
+    "SCMP_ARCH_LOONGARCH64": "loongarch64",  # in Docker's default archMap
 }
 
 
