@@ -10,7 +10,7 @@ venv=${MATOU_VENV:-/opt/matou/venv}
 # runtime needs: python3-venv, libseccomp2, busybox-static (images for tests and the demo),
 # procps (`ps`), util-linux (unshare, mount); peers for tests/benchmarks: containerd,
 # runc, crun; hyperfine for bench/.
-packages=(python3 python3-venv libseccomp2 busybox-static procps util-linux iproute2
+packages=(python3 python3-venv libseccomp2 busybox-static procps util-linux iproute2 iptables
           containerd runc crun hyperfine)
 missing=()
 for p in "${packages[@]}"; do

@@ -27,7 +27,10 @@ pytestmark = pytest.mark.skipif(not shutil.which("docker"), reason="no docker CL
 
 class Daemon:
     def __init__(self, tmp: Path) -> None:
-        self.run = Path(f"/run/matou-test-{uuid.uuid4().hex[:8]}")
+        tag = uuid.uuid4().hex[:8]
+        self.run = Path(f"/run/matou-test-{tag}")
+        self.bridge = f"mt{tag}"  # its own bridge and netfilter chains, apart from any other
+        self.chain_prefix = f"MATOU-{self.bridge.upper()}"
         self.data = tmp / "data"
         self.sock = self.run / "matou.sock"
         self.log = tmp / "matoud.log"
@@ -41,7 +44,8 @@ class Daemon:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [MATOUD, "-H", self.host, "--data-root", str(self.data), "--exec-root",
-                 str(self.run), "--config-file", "/nonexistent"], stdout=log, stderr=log)
+                 str(self.run), "--config-file", "/nonexistent", "--bridge", self.bridge],
+                stdout=log, stderr=log)
         deadline = time.monotonic() + 20
         while not self._ping():
             assert self.proc.poll() is None, self.log.read_text()
@@ -101,11 +105,52 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         d.stop()
         if d.proc is not None:  # its fork server goes when the daemon does; make sure
             subprocess.run(["pkill", "-9", "-f", f"matoud -H {d.host} "], capture_output=True)
+        leftovers(d)
         shutil.rmtree(d.run, ignore_errors=True)
         subprocess.run(["umount", "-R", "-l", str(d.data)], capture_output=True)
         for cg in Path("/sys/fs/cgroup").glob("*/matou"):
             with contextlib.suppress(OSError):
                 cg.rmdir()
+
+
+def netfilter_rules(prefix: str) -> list[str]:
+    """Every iptables line (filter and nat) that names one of the chains ``prefix*``."""
+    out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if prefix in line]
+
+
+def mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mounts") as f:
+        return [line.split()[1] for line in f if line.split()[1].startswith(str(path) + "/")]
+
+
+def leftovers(d: Daemon) -> list[str]:
+    """What a stopped daemon left behind (and, as it is found, remove it): its bridge,
+    its rules, its network namespaces. The tests assert this is empty."""
+    found: list[str] = []
+    if subprocess.run(["ip", "link", "show", d.bridge], capture_output=True).returncode == 0:
+        found.append(f"link {d.bridge}")
+        subprocess.run(["ip", "link", "del", d.bridge], capture_output=True)
+    rules = netfilter_rules(d.chain_prefix)
+    if rules:
+        found += rules
+        for table in ("filter", "nat"):
+            listing = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True,
+                                     text=True).stdout
+            for line in listing.splitlines():
+                if line.startswith("-A ") and d.chain_prefix in line.split(" -j ")[-1] \
+                        and not line.split()[1].startswith(d.chain_prefix):
+                    subprocess.run(["iptables", "-t", table, "-D", *line.split()[1:]],
+                                   capture_output=True)
+            for chain in ("", "-FWD", "-POST"):
+                subprocess.run(["iptables", "-t", table, "-F", d.chain_prefix + chain],
+                               capture_output=True)
+                subprocess.run(["iptables", "-t", table, "-X", d.chain_prefix + chain],
+                               capture_output=True)
+    for m in mounts_under(d.run):
+        found.append(f"mount {m}")
+        subprocess.run(["umount", "-l", m], capture_output=True)
+    return found
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,10 @@ from typing import Any
 from aiohttp import web
 
 from matou.api.server import engine_of, filters, flag, json_body, json_response, stream_tar
+from matou.engine import Engine
 from matou.engine import containers as ctrs
 from matou.engine.containers import Container, _ts
+from matou.engine.networks import empty_settings
 from matou.errors import FailedPrecondition, InvalidArgument, MatouError
 
 log = logging.getLogger("matoud.api")
@@ -48,9 +50,6 @@ async def create(request: web.Request) -> web.StreamResponse:
                 continue
             raise InvalidArgument(f"json: cannot unmarshal {type(body[key]).__name__} into "
                                   f"Go struct field Config.{key}")
-    mode = host.get("NetworkMode") or "default"
-    if mode not in ("default", "bridge", "none", "host"):
-        raise InvalidArgument(f"network mode {mode!r} is not supported yet")
     c = await e.containers.create(request.query.get("name"), body, host)
     return json_response({"Id": c.id, "Warnings": []}, status=201)
 
@@ -114,7 +113,7 @@ async def remove(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-def _summary(c: Container) -> dict[str, Any]:
+def _summary(e: Engine, c: Container) -> dict[str, Any]:
     r = c.r
     status = r["State"]["Status"]
     text = {"running": "Up", "paused": "Up (Paused)", "created": "Created"}.get(
@@ -124,9 +123,14 @@ def _summary(c: Container) -> dict[str, Any]:
         text += f" (health: {health})" if health == "starting" else f" ({health})"
     return {"Id": c.id, "Names": [r["Name"]], "Image": r["ImageName"], "ImageID": r["Image"],
             "Command": " ".join([r["Path"], *r["Args"]]), "Created": int(_ts(r["Created"])),
-            "Ports": [], "Labels": r["Config"].get("Labels") or {}, "State": status,
+            "Ports": e.networks.summary_ports(c), "Labels": r["Config"].get("Labels") or {},
+            "State": status,
             "Status": text, "HostConfig": {"NetworkMode": r["HostConfig"].get("NetworkMode")},
-            "NetworkSettings": {"Networks": {}}, "Mounts": []}
+            "NetworkSettings": {"Networks": (r.get("NetworkSettings") or {}).get("Networks")
+                                or {}},
+            "Mounts": [{k: m.get(k) for k in ("Type", "Name", "Source", "Destination",
+                                              "Driver", "Mode", "RW", "Propagation")}
+                       for m in r.get("Mounts") or []]}
 
 
 async def list_(request: web.Request) -> web.StreamResponse:
@@ -148,7 +152,7 @@ async def list_(request: web.Request) -> web.StreamResponse:
             if not all((w.partition("=")[0] in labels) and (not w.partition("=")[1] or
                        labels[w.partition("=")[0]] == w.partition("=")[2]) for w in f["label"]):
                 continue
-        out.append(_summary(c))
+        out.append(_summary(e, c))
     limit = _int(request, "limit", -1)
     if limit and limit > 0:
         out = out[:limit]
@@ -162,8 +166,8 @@ async def inspect(request: web.Request) -> web.StreamResponse:
     r.pop("ImageName", None)
     r["Config"] = {**r["Config"], "Image": c.r["ImageName"]}
     r["Mounts"] = [{k: v for k, v in m.items()} for m in c.r.get("Mounts") or []]
-    r["NetworkSettings"] = {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {},
-                            "IPAddress": "", "Gateway": "", "MacAddress": ""}
+    r.pop("MatouNet", None)
+    r.setdefault("NetworkSettings", empty_settings())
     return json_response(r)
 
 

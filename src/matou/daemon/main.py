@@ -57,6 +57,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--registry-mirror", action="append", default=[])
     p.add_argument("--label", action="append", default=[])
     p.add_argument("--live-restore", default=None, choices=["true", "false"])
+    p.add_argument("-b", "--bridge", default=None,
+                   help="the default bridge network's link (default matou0; none: no bridge)")
+    p.add_argument("--bip", default=None, help="the default bridge's gateway address and "
+                   "prefix, e.g. 172.18.0.1/16 (default: the first free Docker pool)")
     p.add_argument("-D", "--debug", action="store_true")
     p.add_argument("-l", "--log-level", default=None,
                    choices=["debug", "info", "warn", "error", "fatal"])
@@ -70,7 +74,8 @@ _CONFIG_KEYS = {
     "tlskey": "tlskey", "insecure-registries": "insecure_registry",
     "registry-mirrors": "registry_mirror", "labels": "label", "live-restore": "live_restore",
     "debug": "debug", "log-level": "log_level", "pidfile": "pidfile",
-    "snapshotter": "snapshotter", "insecure-tcp": "insecure_tcp",
+    "snapshotter": "snapshotter", "insecure-tcp": "insecure_tcp", "bridge": "bridge",
+    "bip": "bip",
 }
 
 
@@ -147,7 +152,12 @@ async def serve(a: argparse.Namespace, forks: ForkServer) -> None:
         data_root=a.data_root, exec_root=a.exec_root, snapshotter=a.snapshotter,
         debug=a.debug, labels=tuple(a.label), insecure_registries=tuple(a.insecure_registry),
         registry_mirrors=tuple(a.registry_mirror),
-        live_restore=(a.live_restore or "true") == "true"), forks)
+        live_restore=(a.live_restore or "true") == "true", bridge=a.bridge or "matou0",
+        bip=a.bip or ""), forks)
+    try:
+        await engine.networks.setup([c for c in engine.containers.all() if c.running])
+    except Exception as e:  # the API still serves; containers on the bridge cannot start
+        log.error("default bridge network: %s", e)
     await engine.containers.restore()
     app = build_app(engine)
     # streams (attach, logs -f, events) must not hold a shutdown: containers live on
@@ -156,6 +166,7 @@ async def serve(a: argparse.Namespace, forks: ForkServer) -> None:
     await runner.setup()
     tls = _tls_context(a)
     gid = _socket_group(a.group)
+    sockets: dict[str, int] = {}
     for host in a.host:
         if host.startswith("unix://"):
             path = host[len("unix://"):]
@@ -170,6 +181,7 @@ async def serve(a: argparse.Namespace, forks: ForkServer) -> None:
                 os.umask(old)
             os.chown(path, 0, gid)
             os.chmod(path, 0o660)
+            sockets[path] = os.stat(path).st_ino
             log.info("API listening on %s (root:%s 0660)", path, a.group)
         elif host.startswith(("tcp://", "http://")):
             hostport = host.split("://", 1)[1]
@@ -200,9 +212,16 @@ async def serve(a: argparse.Namespace, forks: ForkServer) -> None:
     await stop.wait()
     log.info("shutting down")
     await runner.cleanup()
-    for host in a.host:
-        if host.startswith("unix://") and os.path.exists(host[7:]):
-            os.unlink(host[7:])
+    try:
+        await engine.networks.shutdown(any(c.running for c in engine.containers.all()))
+    except Exception as e:
+        log.error("removing the bridge network: %s", e)
+    for path, ino in sockets.items():
+        try:  # only our own: a successor may already listen on the same path
+            if os.stat(path).st_ino == ino:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                           level.upper()),
                         format="time=%(asctime)s level=%(levelname)s msg=%(message)s",
                         stream=sys.stderr)
+    for noisy in ("pyroute2", "asyncio"):  # their debug logs trace every netlink message
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if os.geteuid() != 0:
         print("matoud: must run as root", file=sys.stderr)
         return 1

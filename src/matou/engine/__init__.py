@@ -16,6 +16,7 @@ from typing import NamedTuple
 from matou.engine.containers import ContainerService, ExecService, mem_total
 from matou.engine.events import EventBus
 from matou.engine.images import ImageService
+from matou.engine.networks import NetworkService
 from matou.engine.volumes import VolumeService
 from matou.images.setup import open_store
 from matou.shim.forkserver import ForkServer
@@ -30,6 +31,8 @@ class Config(NamedTuple):
     insecure_registries: tuple[str, ...] = ()
     registry_mirrors: tuple[str, ...] = ()
     live_restore: bool = True
+    bridge: str = "matou0"       # the default bridge's link name; "none": no bridge
+    bip: str = ""                # its gateway address/prefix; "": the first free pool
 
 
 class Engine:
@@ -44,9 +47,11 @@ class Engine:
         self.images = ImageService(open_store(config.data_root, config.snapshotter),
                                    self.events)
         self.volumes = VolumeService(config.data_root, self.events)
+        self.networks = NetworkService(config.data_root, config.exec_root, config.bridge,
+                                       config.bip)
         self.containers = ContainerService(config.data_root, config.exec_root,
                                            self.images.store, self.events, forks,
-                                           self.volumes)
+                                           self.volumes, self.networks)
         self.execs = ExecService(self.containers)
 
     def info_host(self) -> dict[str, object]:

@@ -27,6 +27,7 @@ from typing import Any
 
 from matou.engine import spec as specs
 from matou.engine.events import EventBus
+from matou.engine.networks import NetworkService, empty_settings
 from matou.engine.volumes import VolumeService
 from matou.errors import (
     AlreadyExists,
@@ -58,6 +59,7 @@ class Container:
         self.attach_waiters: list[asyncio.Future[str]] = []
         self.attached: list[asyncio.Event] = []
         self.exited = asyncio.Event()
+        self.removed = asyncio.Event()
         self.monitor: asyncio.Task[None] | None = None
         self.restart_task: asyncio.Task[None] | None = None
         self.health: asyncio.Task[None] | None = None
@@ -82,8 +84,9 @@ class Container:
 
 class ContainerService:
     def __init__(self, data_root: str, exec_root: str, images: ImageStore, events: EventBus,
-                 forks: ForkServer, volumes: VolumeService) -> None:
+                 forks: ForkServer, volumes: VolumeService, networks: NetworkService) -> None:
         self.volumes = volumes
+        self.networks = networks
         self.root = os.path.join(data_root, "containers")
         self.run = os.path.join(exec_root, "containers")
         self.runtime_root = os.path.join(exec_root, "runtime")
@@ -93,6 +96,7 @@ class ContainerService:
         self.events = events
         self.forks = forks
         self.containers: dict[str, Container] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
         self.lock = asyncio.Lock()
         for cid in os.listdir(self.root):
             path = os.path.join(self.root, cid, "config.v2.json")
@@ -141,6 +145,10 @@ class ContainerService:
         if not image_ref or not isinstance(image_ref, str):
             raise InvalidArgument("config.Image is required")
         image = await asyncio.to_thread(self.images.get, image_ref)
+        self.networks.check(host)
+        mode = str(host.get("NetworkMode") or "")
+        if mode.startswith("container:"):
+            self.get(mode.split(":", 1)[1])  # Docker refuses a container that is not there
         async with self.lock:
             if name:
                 if not _valid_name(name):
@@ -203,6 +211,7 @@ class ContainerService:
                 "ResolvConfPath": os.path.join(d, "resolv.conf"),
                 "HostnamePath": os.path.join(d, "hostname"),
                 "HostsPath": os.path.join(d, "hosts"),
+                "NetworkSettings": empty_settings(),
             }
             mounts = specs.parse_mounts(merged, host)
             for m in mounts:
@@ -252,7 +261,16 @@ class ContainerService:
         rundir = self._rundir(c)
         shutil.rmtree(rundir, ignore_errors=True)
         os.makedirs(rundir, 0o700)
-        await asyncio.to_thread(self._prepare_files, c)
+        netns = await self.networks.connect(c, self.get)
+        try:
+            await self._launch(c, rundir, netns)
+        except BaseException:
+            await self.networks.disconnect(c)
+            self._save(c)
+            raise
+
+    async def _launch(self, c: Container, rundir: str, netns: str | None) -> None:
+        await asyncio.to_thread(self._prepare_files, c, netns)
         conf = {"id": c.id, "dir": rundir, "bundle": rundir,
                 "runtime_root": self.runtime_root, "log": c.r["LogPath"],
                 "tty": bool(c.r["Config"].get("Tty")),
@@ -296,7 +314,7 @@ class ContainerService:
         c.monitor = asyncio.create_task(self._watch(c))
         c.health = asyncio.create_task(healthcheck(self, c))
 
-    def _prepare_files(self, c: Container) -> None:
+    def _prepare_files(self, c: Container, netns: str | None) -> None:
         d = self._dir(c)
         rootfs = os.path.join(d, "rootfs")
         os.makedirs(rootfs, exist_ok=True)
@@ -309,6 +327,9 @@ class ContainerService:
         hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
                  "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
                  "ff02::2\tip6-allrouters"]
+        ip = self.networks.hosts_entry(c)
+        if ip:
+            hosts.append(f"{ip}\t{hostname}")
         for extra in c.r["HostConfig"].get("ExtraHosts") or []:
             h, _, ip = str(extra).partition(":")
             hosts.append(f"{ip}\t{h}")
@@ -333,7 +354,7 @@ class ContainerService:
 
                 self.volumes.populate(m["Name"], secure_join(rootfs, m["Destination"]))
         spec = specs.build(c.id, c.r["Config"], c.r["HostConfig"], image.config.config,
-                           rootfs, files, c.r.get("Mounts") or [])
+                           rootfs, files, c.r.get("Mounts") or [], netns)
         if spec["process"]["cwd"] != "/":
             os.makedirs(os.path.join(rootfs, spec["process"]["cwd"].lstrip("/")),
                         exist_ok=True)
@@ -360,15 +381,23 @@ class ContainerService:
         self._save(c)
         c.exited.set()  # before anything that could fail: waiters must always wake
         await asyncio.to_thread(self._unmount, c)
+        await self.networks.disconnect(c)
+        self._save(c)
         self.events.emit("container", "die", c.id, {
             "name": c.name, "image": c.r["ImageName"], "exitCode": str(c.state["ExitCode"])})
         if c.r["HostConfig"].get("AutoRemove"):
-            try:
-                await self.remove(c.id, force=True)
-            except NotFound:
-                pass
+            # a task: a failed start gets here holding self.lock, which remove takes
+            task = asyncio.create_task(self._auto_remove(c))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         elif self._should_restart(c):
             c.restart_task = asyncio.create_task(self._restart_later(c))
+
+    async def _auto_remove(self, c: Container) -> None:
+        try:
+            await self.remove(c.id, force=True)
+        except NotFound:
+            pass
 
     def _should_restart(self, c: Container) -> bool:
         policy = c.r["HostConfig"].get("RestartPolicy") or {}
@@ -476,8 +505,7 @@ class ContainerService:
             c.exited.clear() if not c.running else None
             await c.exited.wait()
         elif condition == "removed":
-            while c.id in self.containers:
-                await asyncio.sleep(0.05)
+            await c.removed.wait()
         return {"StatusCode": c.state["ExitCode"],
                 "Error": {"Message": c.state["Error"]} if c.state["Error"] else None}
 
@@ -507,6 +535,7 @@ class ContainerService:
             shutil.rmtree(self._rundir(c), ignore_errors=True)
             shutil.rmtree(self._dir(c), ignore_errors=True)
             del self.containers[c.id]
+            c.removed.set()
             if volumes:  # `rm -v`: the anonymous volumes go with their container
                 used = self.volumes_in_use()
                 for m in c.r.get("Mounts") or []:
@@ -722,9 +751,9 @@ class ExecService:
             uid, gid, extra = specs.resolve_user(rootfs, config["User"])
             process["user"] = {"uid": uid, "gid": gid, "additionalGids": extra}
         if config.get("Privileged"):
-            from matou.linux.caps import CAPABILITIES, last_cap
+            from matou.linux.caps import bounding
 
-            caps = list(CAPABILITIES[: last_cap() + 1])
+            caps = bounding()
             process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
         process.pop("consoleSize", None)
         return process

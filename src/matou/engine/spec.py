@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from matou.engine import seccomp_profile
 from matou.errors import InvalidArgument
 
 DEFAULT_CAPS = (
@@ -108,8 +109,10 @@ def _gid_of_uid(rootfs: str, uid: int) -> int:
 
 def build(container_id: str, config: dict[str, Any], host: dict[str, Any],
           image_config: dict[str, Any], rootfs: str, files: dict[str, str],
-          volumes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The OCI spec of a container (``files`` maps /etc/hosts etc. to host paths)."""
+          volumes: list[dict[str, Any]] | None = None, netns: str | None = None
+          ) -> dict[str, Any]:
+    """The OCI spec of a container (``files`` maps /etc/hosts etc. to host paths;
+    ``netns`` is the network namespace to join, None for a new one)."""
     # an Entrypoint given at create time drops the image's Cmd too, as in Docker
     if config.get("Entrypoint") is not None:
         entry, cmd = config["Entrypoint"], config.get("Cmd") or []
@@ -164,7 +167,7 @@ def build(container_id: str, config: dict[str, Any], host: dict[str, Any],
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     mode = host.get("NetworkMode") or "default"
     if mode != "host":
-        namespaces.append({"type": "network"})
+        namespaces.append({"type": "network", "path": netns} if netns else {"type": "network"})
     resources = _resources(host, privileged)
     spec: dict[str, Any] = {
         "ociVersion": "1.2.0", "process": process,
@@ -175,6 +178,9 @@ def build(container_id: str, config: dict[str, Any], host: dict[str, Any],
                   "maskedPaths": [] if privileged else list(MASKED),
                   "readonlyPaths": [] if privileged else list(READONLY)},
     }
+    seccomp = seccomp_profile.for_container(security, caps, privileged)
+    if seccomp is not None:
+        spec["linux"]["seccomp"] = seccomp
     if mode == "host":
         spec.pop("hostname")
     return spec
@@ -189,10 +195,10 @@ def _env(items: list[str]) -> list[str]:
 
 
 def _caps(host: dict[str, Any], privileged: bool) -> list[str]:
-    from matou.linux.caps import CAPABILITIES, last_cap
+    from matou.linux.caps import bounding
 
     if privileged:
-        return list(CAPABILITIES[: last_cap() + 1])
+        return bounding()
     caps = list(DEFAULT_CAPS)
 
     def norm(c: str) -> str:
@@ -202,7 +208,7 @@ def _caps(host: dict[str, Any], privileged: bool) -> list[str]:
     adds = [norm(c) for c in host.get("CapAdd") or []]
     drops = [norm(c) for c in host.get("CapDrop") or []]
     if "CAP_ALL" in adds:
-        caps = list(CAPABILITIES[: last_cap() + 1])
+        caps = bounding()
     caps += [c for c in adds if c != "CAP_ALL" and c not in caps]
     if "CAP_ALL" in drops:
         caps = [c for c in caps if c in adds]

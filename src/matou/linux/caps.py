@@ -29,6 +29,17 @@ def last_cap() -> int:
         return len(CAPABILITIES) - 1
 
 
+def bounding() -> list[str]:
+    """The capabilities this process may still hand on: "all" for a privileged container
+    (a host or outer container may have dropped some; asking for those fails with EPERM)."""
+    try:
+        with open("/proc/self/status") as f:
+            bits = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    except (OSError, StopIteration, ValueError):
+        bits = (1 << (last_cap() + 1)) - 1
+    return [name for bit, name in enumerate(CAPABILITIES[: last_cap() + 1]) if bits >> bit & 1]
+
+
 def mask(names: Iterable[str], where: str) -> int:
     """The bit mask of ``names``; an unknown name is an error, one this kernel lacks is dropped."""
     top = last_cap()

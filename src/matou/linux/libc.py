@@ -196,3 +196,17 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     data[0].permitted, data[1].permitted = permitted & mask, permitted >> 32
     data[0].inheritable, data[1].inheritable = inheritable & mask, inheritable >> 32
     _check(_libc.syscall(_NR["capset"], ctypes.byref(hdr), data), "capset", "self")
+
+
+_NS_GET_NSTYPE = 0xB703  # ioctl_ns(2): the CLONE_NEW* flag of a namespace fd
+
+
+def ns_type(fd: int, operand: str) -> int:
+    """The CLONE_NEW* type of the namespace ``fd`` refers to (a /proc/PID/ns link or a
+    bind mount of one)."""
+    import fcntl
+
+    try:
+        return fcntl.ioctl(fd, _NS_GET_NSTYPE)
+    except OSError as e:
+        raise SystemError_("namespace type", operand, e.errno or 22) from e

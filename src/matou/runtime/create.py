@@ -25,7 +25,13 @@ import socket
 from typing import Any, NamedTuple, NoReturn
 
 from matou.cgroups import Manager
-from matou.errors import FailedPrecondition, InvalidArgument, MatouError, from_oserror
+from matou.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    MatouError,
+    SystemError_,
+    from_oserror,
+)
 from matou.linux import libc, netdev, proc, unixsock
 from matou.linux import pty as ptys
 from matou.linux.mount import secure_join
@@ -112,9 +118,12 @@ def _join_fds(spec: Spec) -> list[tuple[str, int]]:
             fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
             raise from_oserror("open namespace", ns.path, e) from e
-        expected = libc.NAMESPACE_PROC_NAMES[ns.type]
-        link = os.readlink(f"/proc/self/fd/{fd}")
-        if not link.startswith(f"{expected}:["):
+        try:
+            kind = libc.ns_type(fd, ns.path)
+        except SystemError_:
+            kind = 0  # ENOTTY: not a namespace at all
+        if kind != libc.NAMESPACE_FLAGS[ns.type]:
+            link = os.readlink(f"/proc/self/fd/{fd}") if kind == 0 else hex(kind)
             os.close(fd)
             raise InvalidArgument(f"namespace path `{ns.path}` is {link}, not a {ns.type} ns")
         out.append((ns.type, fd))

@@ -1,0 +1,147 @@
+"""Bridge networks: a Linux bridge, its IPAM pool, and a veth pair per container whose
+far end lives in the container's network namespace.
+
+    host                                   container netns (pinned at <exec-root>/netns/<id>)
+    matou0 172.18.0.1/16 ── vethXXXXXXX ═══ eth0 172.18.0.2/16, default via 172.18.0.1
+       │                                   lo up
+       └─ FORWARD / NAT rules: matou.network.firewall
+
+May import: network, linux, errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import os
+from typing import NamedTuple
+
+from matou.errors import FailedPrecondition
+from matou.linux import netfilter, netlink, netns
+from matou.network.firewall import Firewall, Link, Rule
+from matou.network.ipam import Pool, mac_for
+from matou.network.ports import Allocator, PortMap, Request
+
+log = logging.getLogger("matou.network")
+
+# Docker's default address pools, in its order: the first one free on this host is taken
+CANDIDATES = [f"172.{n}.0.0/16" for n in range(17, 32)] + \
+    [f"192.168.{n}.0/20" for n in range(0, 256, 16)]
+
+
+class Attachment(NamedTuple):
+    network: str          # network id
+    ip: str
+    prefixlen: int
+    gateway: str
+    mac: str
+    host_if: str
+    ports: tuple[PortMap, ...]
+
+
+def free_subnet(taken: list[ipaddress.IPv4Network], own: str = "") -> str:
+    for c in ([own] if own else []) + CANDIDATES:
+        net = ipaddress.IPv4Network(c)
+        if not any(net.overlaps(t) for t in taken):
+            return c
+    raise FailedPrecondition("could not find a free address pool for the bridge network "
+                             "(all of Docker's default pools overlap routes on this host)")
+
+
+class Rules:
+    """Applies firewall rule text with iptables; one per daemon."""
+
+    def __init__(self, fw: Firewall) -> None:
+        self.fw = fw
+
+    def install(self, links: list[Link], ports: list[tuple[str, PortMap]]) -> None:
+        rules = [r for link in links for r in self.fw.link_rules(link)]
+        rules += [r for ip, m in ports for r in self.fw.port_rules(ip, m)]
+        netfilter.restore(self.fw.batch(rules, declare=True))
+        for j in self.fw.jumps():
+            if not netfilter.run("-t", j.table, "-C", j.chain, *j.spec.split()):
+                netfilter.run("-t", j.table, "-I", j.chain, "1", *j.spec.split())
+
+    def add(self, rules: list[Rule]) -> None:
+        if rules:
+            netfilter.restore(self.fw.batch(rules))
+
+    def delete(self, rules: list[Rule]) -> None:
+        for r in rules:
+            netfilter.run("-t", r.table, "-D", r.chain, *r.spec.split())
+
+    def remove_all(self) -> None:
+        for j in self.fw.jumps():
+            while netfilter.run("-t", j.table, "-D", j.chain, *j.spec.split()):
+                pass
+        for table, chain in self.fw.chains():
+            netfilter.run("-t", table, "-F", chain)
+            netfilter.run("-t", table, "-X", chain)
+
+
+class BridgeNetwork:
+    def __init__(self, ident: str, name: str, bridge: str, state_dir: str, subnet: str,
+                 gateway: str = "", mtu: int = 1500, internal: bool = False) -> None:
+        self.id = ident
+        self.name = name
+        self.bridge = bridge
+        self.mtu = mtu
+        self.internal = internal
+        self.pool = Pool(os.path.join(state_dir, f"{ident}.json"), subnet, gateway)
+
+    @property
+    def subnet(self) -> str:
+        return str(self.pool.subnet)
+
+    @property
+    def gateway(self) -> str:
+        return str(self.pool.gateway)
+
+    def link(self) -> Link:
+        return Link(self.bridge, self.subnet, self.internal)
+
+    def setup(self) -> None:
+        netlink.ensure_bridge(self.bridge, self.gateway, self.pool.prefixlen, self.mtu)
+        # the loopback path: 127.0.0.1:PORT DNATed out of this bridge must not be martian
+        netfilter.sysctl(f"net.ipv4.conf.{self.bridge}.route_localnet", "1")
+
+    def teardown(self) -> None:
+        netlink.delete_link(self.bridge)
+
+    def attach(self, owner: str, netns_path: str, rules: Rules, ports: Allocator,
+               wanted: list[Request], ip: str = "") -> Attachment:
+        addr = self.pool.allocate(owner, ip)
+        host_if = "veth" + hashlib.sha256(f"{owner}:{self.id}".encode()).hexdigest()[:7]
+        maps: list[PortMap] = []
+        try:
+            netlink.delete_link(host_if)  # a leftover of a crash between attach and detach
+            netlink.add_veth(host_if, self.bridge, netns_path, netlink.Endpoint(
+                "eth0", addr, self.pool.prefixlen, "" if self.internal else self.gateway,
+                mac_for(addr), self.mtu))
+            maps = ports.allocate(owner, wanted)
+            rules.add([r for m in maps for r in rules.fw.port_rules(addr, m)])
+        except BaseException:
+            ports.release(owner)
+            netlink.delete_link(host_if)
+            self.pool.release(owner)
+            raise
+        return Attachment(self.id, addr, self.pool.prefixlen, self.gateway, mac_for(addr),
+                          host_if, tuple(maps))
+
+    def detach(self, owner: str, att: Attachment, rules: Rules, ports: Allocator) -> None:
+        """Rules, ports and address go; the veth pair goes with the container's namespace
+        (deleting it here would cost ~20 ms of the kernel's RCU wait on every stop)."""
+        rules.delete([r for m in att.ports for r in rules.fw.port_rules(att.ip, m)])
+        ports.release(owner)
+        self.pool.release(owner)
+
+
+def new_sandbox(path: str) -> None:
+    if os.path.exists(path):
+        netns.remove(path)
+    netns.create(path)
+
+
+def remove_sandbox(path: str) -> None:
+    netns.remove(path)

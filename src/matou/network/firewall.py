@@ -1,0 +1,80 @@
+"""The netfilter rules matou owns, as text: its own chains, jumped to from the built-in
+ones, so that its rules come first, are found again by name, and go without a trace.
+
+    filter FORWARD      -j P-FWD          (inserted first: works under a DROP policy, as
+                                           ufw and Docker itself leave FORWARD)
+    nat    PREROUTING   -m addrtype --dst-type LOCAL -j P        published ports
+    nat    OUTPUT       -m addrtype --dst-type LOCAL -j P        … from the host, 127.0.0.1 too
+    nat    POSTROUTING  -j P-POST         masquerade out, loopback path, hairpin
+
+``P`` is MATOU for the default bridge matou0, else derived from the bridge name, so that
+two daemons on one host (tests, peers) never touch each other's rules.
+
+May import: network, errors.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from matou.network.ports import PortMap
+
+
+class Link(NamedTuple):
+    bridge: str
+    subnet: str
+    internal: bool = False
+
+
+class Rule(NamedTuple):
+    table: str
+    chain: str
+    spec: str
+
+
+class Firewall:
+    def __init__(self, bridge: str) -> None:
+        self.prefix = "MATOU" if bridge == "matou0" else "MATOU-" + bridge.upper()[:15]
+        self.dnat = self.prefix
+        self.fwd = self.prefix + "-FWD"
+        self.post = self.prefix + "-POST"
+
+    def jumps(self) -> list[Rule]:
+        return [Rule("filter", "FORWARD", f"-j {self.fwd}"),
+                Rule("nat", "PREROUTING", f"-m addrtype --dst-type LOCAL -j {self.dnat}"),
+                Rule("nat", "OUTPUT", f"-m addrtype --dst-type LOCAL -j {self.dnat}"),
+                Rule("nat", "POSTROUTING", f"-j {self.post}")]
+
+    def chains(self) -> list[tuple[str, str]]:
+        return [("filter", self.fwd), ("nat", self.dnat), ("nat", self.post)]
+
+    def link_rules(self, link: Link) -> list[Rule]:
+        br = link.bridge
+        rules = [Rule("filter", self.fwd,
+                      f"-o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+                 Rule("filter", self.fwd, f"-o {br} -m conntrack --ctstate DNAT -j ACCEPT"),
+                 Rule("filter", self.fwd, f"-i {br} -o {br} -j ACCEPT")]
+        if not link.internal:
+            rules += [Rule("filter", self.fwd, f"-i {br} ! -o {br} -j ACCEPT"),
+                      Rule("nat", self.post, f"-s {link.subnet} ! -o {br} -j MASQUERADE"),
+                      Rule("nat", self.post, f"-o {br} -m addrtype --src-type LOCAL "
+                                             "-j MASQUERADE")]
+        return rules
+
+    def port_rules(self, ip: str, m: PortMap) -> list[Rule]:
+        dst = "" if m.host_ip in ("", "0.0.0.0") else f"-d {m.host_ip}/32 "
+        return [Rule("nat", self.dnat, f"{dst}-p {m.proto} -m {m.proto} --dport {m.host_port} "
+                                       f"-j DNAT --to-destination {ip}:{m.container_port}"),
+                Rule("nat", self.post, f"-s {ip}/32 -d {ip}/32 -p {m.proto} -m {m.proto} "
+                                       f"--dport {m.container_port} -j MASQUERADE")]
+
+    def batch(self, rules: list[Rule], declare: bool = False) -> str:
+        """An iptables-restore batch appending ``rules``; with ``declare``, our chains are
+        created (or flushed) first."""
+        out: list[str] = []
+        for table in ("filter", "nat"):
+            lines = [f":{c} - [0:0]" for t, c in self.chains() if declare and t == table]
+            lines += [f"-A {r.chain} {r.spec}" for r in rules if r.table == table]
+            if lines:
+                out += [f"*{table}", *lines, "COMMIT"]
+        return "\n".join(out) + "\n"
