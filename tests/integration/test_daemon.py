@@ -225,7 +225,8 @@ def test_pause_top_diff_rename_commit_export(daemon: Daemon, busybox_archive: Pa
     top = daemon.docker("top", "c1").stdout
     assert "PID" in top.splitlines()[0] and "sleep 600" in top
     daemon.docker("pause", "c1")
-    assert "Up (Paused)" in daemon.docker("ps", "--format", "{{.Status}}").stdout
+    status = daemon.docker("ps", "--format", "{{.Status}}").stdout.strip()
+    assert status.startswith("Up ") and status.endswith(" (Paused)"), status
     daemon.docker("unpause", "c1")
     diff = daemon.docker("diff", "c1").stdout.split("\n")
     assert "A /new" in diff and "D /bin/ls" in diff

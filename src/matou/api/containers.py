@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,7 +41,9 @@ async def create(request: web.Request) -> web.StreamResponse:
     if not isinstance(body, dict):
         raise InvalidArgument("container config must be a JSON object")
     host = body.pop("HostConfig", None) or {}
-    body.pop("NetworkingConfig", None)
+    networking = body.pop("NetworkingConfig", None)
+    if networking is not None and not isinstance(networking, dict):
+        raise InvalidArgument("NetworkingConfig must be an object")
     if not isinstance(host, dict):
         raise InvalidArgument("HostConfig must be an object")
     for key, kind in (("Cmd", list), ("Entrypoint", list), ("Env", list), ("Labels", dict)):
@@ -50,7 +53,7 @@ async def create(request: web.Request) -> web.StreamResponse:
                 continue
             raise InvalidArgument(f"json: cannot unmarshal {type(body[key]).__name__} into "
                                   f"Go struct field Config.{key}")
-    c = await e.containers.create(request.query.get("name"), body, host)
+    c = await e.containers.create(request.query.get("name"), body, host, networking)
     return json_response({"Id": c.id, "Warnings": []}, status=201)
 
 
@@ -113,11 +116,46 @@ async def remove(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+def human_duration(seconds: float) -> str:
+    """Docker's units.HumanDuration, as `docker ps` shows ages."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{s // 3600 // 24 // 365} years"
+
+
 def _summary(e: Engine, c: Container) -> dict[str, Any]:
     r = c.r
     status = r["State"]["Status"]
-    text = {"running": "Up", "paused": "Up (Paused)", "created": "Created"}.get(
-        status, f"Exited ({r['State']['ExitCode']})")
+    now = time.time()
+    up = human_duration(now - _ts(r["State"]["StartedAt"]))
+    ago = human_duration(now - _ts(r["State"]["FinishedAt"]))
+    if r["State"].get("Restarting"):
+        text = f"Restarting ({r['State']['ExitCode']}) {ago} ago"
+    else:
+        text = {"running": f"Up {up}", "paused": f"Up {up} (Paused)", "created": "Created",
+                "removing": "Removal In Progress", "dead": "Dead"}.get(
+            status, f"Exited ({r['State']['ExitCode']}) {ago} ago")
     health = (r["State"].get("Health") or {}).get("Status")
     if status == "running" and health:
         text += f" (health: {health})" if health == "starting" else f" ({health})"

@@ -193,13 +193,13 @@ def filters(request: web.Request) -> dict[str, list[str]]:
 
 
 def build_app(engine: Engine) -> web.Application:
-    from matou.api import archive, containers, images, system, volumes
+    from matou.api import archive, containers, images, networks, system, volumes
 
     app = web.Application(middlewares=[_middleware], client_max_size=MAX_JSON_BODY)
     app[ENGINE] = engine
     routes: list[tuple[str, str, Handler]] = [*system.ROUTES, *images.ROUTES,
                                               *containers.ROUTES, *volumes.ROUTES,
-                                              *archive.ROUTES]
+                                              *archive.ROUTES, *networks.ROUTES]
     for method, path, handler in routes:
         for prefix in ("", "/v{version:[0-9]+(?:\\.[0-9]+)?}"):
             app.router.add_route(method, prefix + path, handler)

@@ -47,8 +47,8 @@ class Engine:
         self.images = ImageService(open_store(config.data_root, config.snapshotter),
                                    self.events)
         self.volumes = VolumeService(config.data_root, self.events)
-        self.networks = NetworkService(config.data_root, config.exec_root, config.bridge,
-                                       config.bip)
+        self.networks = NetworkService(config.data_root, config.exec_root, self.events,
+                                       config.bridge, config.bip)
         self.containers = ContainerService(config.data_root, config.exec_root,
                                            self.images.store, self.events, forks,
                                            self.volumes, self.networks)

@@ -27,7 +27,7 @@ from typing import Any
 
 from matou.engine import spec as specs
 from matou.engine.events import EventBus
-from matou.engine.networks import NetworkService, empty_settings
+from matou.engine.networks import NetworkService
 from matou.engine.volumes import VolumeService
 from matou.errors import (
     AlreadyExists,
@@ -87,6 +87,8 @@ class ContainerService:
                  forks: ForkServer, volumes: VolumeService, networks: NetworkService) -> None:
         self.volumes = volumes
         self.networks = networks
+        networks.members = lambda: list(self.containers.values())
+        networks.save = self._save
         self.root = os.path.join(data_root, "containers")
         self.run = os.path.join(exec_root, "containers")
         self.runtime_root = os.path.join(exec_root, "runtime")
@@ -139,13 +141,13 @@ class ContainerService:
 
     # -- create ----------------------------------------------------------------------------
 
-    async def create(self, name: str | None, config: dict[str, Any],
-                     host: dict[str, Any]) -> Container:
+    async def create(self, name: str | None, config: dict[str, Any], host: dict[str, Any],
+                     networking: dict[str, Any] | None = None) -> Container:
         image_ref = config.get("Image")
         if not image_ref or not isinstance(image_ref, str):
             raise InvalidArgument("config.Image is required")
         image = await asyncio.to_thread(self.images.get, image_ref)
-        self.networks.check(host)
+        net_settings = self.networks.init_settings(host, networking)
         mode = str(host.get("NetworkMode") or "")
         if mode.startswith("container:"):
             self.get(mode.split(":", 1)[1])  # Docker refuses a container that is not there
@@ -211,7 +213,7 @@ class ContainerService:
                 "ResolvConfPath": os.path.join(d, "resolv.conf"),
                 "HostnamePath": os.path.join(d, "hostname"),
                 "HostsPath": os.path.join(d, "hosts"),
-                "NetworkSettings": empty_settings(),
+                "NetworkSettings": net_settings,
             }
             mounts = specs.parse_mounts(merged, host)
             for m in mounts:
@@ -343,6 +345,7 @@ class ContainerService:
         dns = c.r["HostConfig"].get("Dns") or []
         if dns:
             resolv = "".join(f"nameserver {x}\n" for x in dns)
+        resolv = self.networks.resolv_conf(c, resolv)
         with open(c.r["ResolvConfPath"], "w") as f:
             f.write(resolv)
         image = self.images.get(c.r["Image"])

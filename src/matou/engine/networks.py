@@ -1,12 +1,16 @@
-"""Docker's networking for containers: the predefined ``bridge``, ``host`` and ``none``
-networks, a network namespace per container (its "sandbox"), and what inspect and ps
-show of it (NetworkSettings, Ports).
+"""Docker's networks: the predefined ``bridge`` (matou0), ``host`` and ``none``, user-defined
+bridge networks with their own subnet, isolation and embedded DNS, a network namespace per
+container (its "sandbox") joined to each of its networks, and what inspect, ps and the
+networks endpoints show of it all.
 
-    <data-root>/network/networks.json    {"bridge": {"Id", "Subnet", "Gateway", "Bridge"}}
-    <data-root>/network/<id>.json        the network's IPAM (matou.network.ipam)
+    <data-root>/network/networks.json    {"Networks": {id: Docker's network record + "MatouBridge"}}
+    <data-root>/network/<id>.json        each bridge network's IPAM (matou.network.ipam)
     <exec-root>/netns/<container-id>     the sandbox: an nsfs bind mount
 
-A sandbox outlives the daemon (live restore) and goes when its container stops.
+A container's endpoints live in its record: NetworkSettings.Networks (Docker's shape,
+kept while it is stopped, with the addresses cleared) and MatouNet (what matou must undo:
+addresses, host veth names, published ports). A sandbox outlives the daemon (live restore)
+and goes when its container stops.
 """
 
 from __future__ import annotations
@@ -16,22 +20,30 @@ import ipaddress
 import logging
 import os
 import uuid
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from matou.errors import FailedPrecondition, NotFound
+from matou.engine.events import EventBus
+from matou.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from matou.linux import jsonfile, netfilter, netlink
 from matou.network import bridge as bridges
+from matou.network import dns
 from matou.network.firewall import Firewall
 from matou.network.ports import Allocator, PortMap, docker_ports, from_docker, requests
+from matou.oci import timestamps
 
 if TYPE_CHECKING:
     from matou.engine.containers import Container
 
 log = logging.getLogger("matou.network")
 
+PREDEFINED = ("bridge", "host", "none")
+_BRIDGE_NAME = "com.docker.network.bridge.name"
+_MTU = "com.docker.network.driver.mtu"
+
 _EMPTY_ENDPOINT = {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "",
-                   "DriverOpts": None, "NetworkID": "", "EndpointID": "", "Gateway": "",
-                   "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                   "DriverOpts": None, "GwPriority": 0, "NetworkID": "", "EndpointID": "",
+                   "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
 
 
@@ -44,107 +56,323 @@ def empty_settings() -> dict[str, Any]:
             "Networks": {}}
 
 
+def _new_id() -> str:
+    return uuid.uuid4().hex + uuid.uuid4().hex
+
+
 def mode_of(c: Container) -> str:
     mode = str(c.r["HostConfig"].get("NetworkMode") or "default")
     return "bridge" if mode == "default" else mode
 
 
 class NetworkService:
-    def __init__(self, data_root: str, exec_root: str, bridge: str = "matou0",
-                 bip: str = "") -> None:
+    def __init__(self, data_root: str, exec_root: str, events: EventBus,
+                 bridge: str = "matou0", bip: str = "") -> None:
         self.dir = os.path.join(data_root, "network")
         self.sandboxes = os.path.join(exec_root, "netns")
         for d in (self.dir, self.sandboxes):
             os.makedirs(d, 0o700, exist_ok=True)
+        self.events = events
         self.bridge_name = bridge
         self.bip = bip
         self.ports = Allocator()
         self.rules = bridges.Rules(Firewall(bridge))
-        self.ids = jsonfile.read(os.path.join(self.dir, "networks.json"), dict)
-        for name in ("bridge", "host", "none"):
-            self.ids.setdefault(name, {}).setdefault("Id", uuid.uuid4().hex + uuid.uuid4().hex)
-        self.default: bridges.BridgeNetwork | None = None
+        self.dns = dns.Server(self._lookup)
+        state = jsonfile.read(self._path(), dict)
+        self.records: dict[str, dict[str, Any]] = state.get("Networks") or {}
+        self._predefined()
+        self.bridges: dict[str, bridges.BridgeNetwork] = {}
         self.ready = False
+        # set by the container service: the containers, and how to save one
+        self.members: Callable[[], Iterable[Container]] = list
+        self.save: Callable[[Container], None] = lambda c: None
+        self.lock = asyncio.Lock()
 
-    def _save(self) -> None:
-        jsonfile.write_atomic(os.path.join(self.dir, "networks.json"), self.ids)
+    def _path(self) -> str:
+        return os.path.join(self.dir, "networks.json")
+
+    def _persist(self) -> None:
+        jsonfile.write_atomic(self._path(), {"Networks": self.records})
+
+    def _predefined(self) -> None:
+        have = {r["Name"] for r in self.records.values()}
+        for name, driver in (("bridge", "bridge"), ("host", "host"), ("none", "null")):
+            if name in have:
+                continue
+            rec = _record(name, driver, {}, {})
+            if name == "bridge":
+                rec["Options"] = {
+                    "com.docker.network.bridge.default_bridge": "true",
+                    "com.docker.network.bridge.enable_icc": "true",
+                    "com.docker.network.bridge.enable_ip_masquerade": "true",
+                    "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+                    _BRIDGE_NAME: self.bridge_name, _MTU: "1500"}
+            self.records[rec["Id"]] = rec
+        for rec in self.records.values():
+            if rec["Name"] == "bridge":
+                rec["Options"][_BRIDGE_NAME] = self.bridge_name
+
+    # -- lookup --------------------------------------------------------------------------------
+
+    def get(self, ref: str) -> dict[str, Any]:
+        if ref in self.records:
+            return self.records[ref]
+        for rec in self.records.values():
+            if rec["Name"] == ref:
+                return rec
+        found = [r for r in self.records.values() if r["Id"].startswith(ref)] if ref else []
+        if len(found) == 1:
+            return found[0]
+        raise NotFound(f"network {ref} not found")
+
+    def all(self) -> list[dict[str, Any]]:
+        return list(self.records.values())
+
+    def _default(self) -> dict[str, Any]:
+        return self.get("bridge")
 
     # -- daemon start and stop ---------------------------------------------------------------
 
     async def setup(self, running: list[Container]) -> None:
-        """The default bridge and matou's rules, with the ports of containers that are
-        still running from before (live restore)."""
+        """Every bridge network's link, matou's rules with the ports of containers still
+        running from before (live restore), and their DNS."""
         if self.bridge_name == "none":
-            self._save()
+            self._persist()
             return
         if not netfilter.available():
             log.warning("iptables not found: containers get no bridge network")
             return
-        await asyncio.to_thread(self._setup_bridge)
-        ports: list[tuple[str, PortMap]] = []
+        for rec in list(self.records.values()):
+            if rec["Driver"] != "bridge":
+                continue
+            try:
+                await asyncio.to_thread(self._bring_up, rec)
+            except Exception as e:
+                log.error("network %s: %s", rec["Name"], e)
+        self._persist()
         for c in running:
             att = c.r.get("MatouNet")
             if att:
-                maps = from_docker(att.get("Ports"))
-                self.ports.claim(c.id, maps)
-                ports += [(att["IP"], m) for m in maps]
-        assert self.default is not None
-        await asyncio.to_thread(self.rules.install, [self.default.link()], ports)
+                self.ports.claim(c.id, from_docker(att.get("Ports")))
+        await asyncio.to_thread(self._reinstall, running)
         netfilter.sysctl("net.ipv4.ip_forward", "1")
         self.ready = True
+        for c in running:
+            if (c.r.get("MatouNet") or {}).get("Dns") and os.path.exists(self.sandbox_path(c)):
+                try:
+                    await self.dns.serve(c.id, self.sandbox_path(c))
+                except Exception as e:
+                    log.warning("dns for %s: %s", c.id[:12], e)
 
-    def _setup_bridge(self) -> None:
-        rec = self.ids["bridge"]
-        subnet = self.bip
-        gateway = ""
-        if subnet:
-            iface = ipaddress.IPv4Interface(subnet)
+    def _bring_up(self, rec: dict[str, Any]) -> None:
+        """The bridge of ``rec``: its subnet decided (and kept) once, its link made."""
+        default = rec["Name"] == "bridge"
+        conf = (rec["IPAM"].get("Config") or [{}])[0] if rec["IPAM"].get("Config") else {}
+        subnet, gateway, ip_range = conf.get("Subnet", ""), conf.get("Gateway", ""), \
+            conf.get("IPRange", "")
+        link = rec["Options"].get(_BRIDGE_NAME) or "br-" + rec["Id"][:12]
+        if default and self.bip:
+            iface = ipaddress.IPv4Interface(self.bip)
             subnet, gateway = str(iface.network), str(iface.ip)
-        else:
-            taken = netlink.routed_networks(besides=self.bridge_name)
-            subnet = bridges.free_subnet(taken, rec.get("Subnet", ""))
-            if rec.get("Subnet") == subnet:
-                gateway = rec.get("Gateway", "")
-        net = bridges.BridgeNetwork(rec["Id"], "bridge", self.bridge_name, self.dir, subnet,
-                                    gateway)
+        elif default or not rec.get("MatouUserSubnet"):
+            taken = netlink.routed_networks(besides=link) + [
+                ipaddress.IPv4Network(s) for s in self._subnets(besides=rec["Id"])]
+            subnet = bridges.free_subnet(taken, subnet)
+            if conf.get("Subnet") != subnet:
+                gateway = ""
+        net = bridges.BridgeNetwork(rec["Id"], rec["Name"], link, self.dir, subnet, gateway,
+                                    int(rec["Options"].get(_MTU) or 1500),
+                                    bool(rec.get("Internal")), ip_range)
         net.setup()
-        rec.update({"Subnet": net.subnet, "Gateway": net.gateway, "Bridge": self.bridge_name})
-        self._save()
-        self.default = net
+        new_conf = {"Subnet": net.subnet, "Gateway": net.gateway}
+        if ip_range:
+            new_conf["IPRange"] = ip_range
+        if conf.get("AuxiliaryAddresses"):
+            new_conf["AuxiliaryAddresses"] = conf["AuxiliaryAddresses"]
+            for host, ip in conf["AuxiliaryAddresses"].items():
+                net.pool.allocate(f"aux:{host}", ip)
+        rec["IPAM"]["Config"] = [new_conf]
+        rec["MatouBridge"] = link
+        self.bridges[rec["Id"]] = net
+
+    def _subnets(self, besides: str = "") -> list[str]:
+        out = []
+        for rec in self.records.values():
+            if rec["Id"] != besides:
+                out += [c["Subnet"] for c in rec["IPAM"].get("Config") or [] if c.get("Subnet")]
+        return out
+
+    def _reinstall(self, running: Iterable[Container] | None = None) -> None:
+        ports: list[tuple[str, PortMap]] = []
+        for c in running if running is not None else self.members():
+            att = c.r.get("MatouNet") or {}
+            if c.running and att.get("Ports") and att.get("IP"):
+                ports += [(att["IP"], m) for m in from_docker(att["Ports"])]
+        self.rules.install([b.link() for b in self.bridges.values()], ports)
 
     async def shutdown(self, any_running: bool) -> None:
         """Containers still running keep their network (live restore); with none left,
-        matou's rules and bridge go."""
+        matou's rules and bridges go."""
+        self.dns.stop_all()
         if not self.ready or any_running:
             return
         await asyncio.to_thread(self.rules.remove_all)
-        if self.default is not None:
-            await asyncio.to_thread(self.default.teardown)
+        for net in self.bridges.values():
+            await asyncio.to_thread(net.teardown)
         self.ready = False
 
-    # -- containers ----------------------------------------------------------------------------
+    # -- networks: create, remove, prune ---------------------------------------------------
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body.get("Name")
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument("network name is required")
+        driver = body.get("Driver") or "bridge"
+        if driver in ("host", "null"):
+            raise FailedPrecondition(f'only one instance of "{driver}" network is allowed')
+        if driver != "bridge":
+            raise NotFound(f'plugin "{driver}" not found')
+        ipam = body.get("IPAM") or {}
+        if not isinstance(ipam, dict):
+            raise InvalidArgument("IPAM must be an object")
+        if (ipam.get("Driver") or "default") != "default":
+            raise NotFound(f'plugin "{ipam["Driver"]}" not found')
+        configs = [c for c in ipam.get("Config") or [] if ":" not in str(c.get("Subnet", ""))]
+        options = {str(k): str(v) for k, v in (body.get("Options") or {}).items()}
+        async with self.lock:
+            if any(r["Name"] == name for r in self.records.values()):
+                raise AlreadyExists(f"network with name {name} already exists")
+            rec = _record(name, "bridge", options, body.get("Labels") or {})
+            rec.update({"Internal": bool(body.get("Internal")),
+                        "Attachable": bool(body.get("Attachable")),
+                        "EnableIPv6": bool(body.get("EnableIPv6"))})
+            rec["IPAM"] = {"Driver": "default", "Options": ipam.get("Options") or {},
+                           "Config": []}
+            if configs:
+                conf = {k: configs[0][k] for k in ("Subnet", "IPRange", "Gateway",
+                                                   "AuxiliaryAddresses") if configs[0].get(k)}
+                if conf.get("Subnet"):
+                    self._check_subnet(conf["Subnet"])
+                    rec["MatouUserSubnet"] = True
+                rec["IPAM"]["Config"] = [conf]
+            if self.bridge_name == "none" or not self.ready:
+                raise FailedPrecondition("bridge networking is not available on this daemon")
+            await asyncio.to_thread(self._create, rec)
+        self.events.emit("network", "create", rec["Id"], {"name": name, "type": "bridge"})
+        return rec
+
+    def _check_subnet(self, subnet: str) -> None:
+        try:
+            net = ipaddress.IPv4Network(subnet, strict=False)
+        except ValueError as e:
+            raise InvalidArgument(f"invalid subnet {subnet}: {e}") from e
+        for other in self._subnets():
+            if net.overlaps(ipaddress.IPv4Network(other)):
+                raise FailedPrecondition("Pool overlaps with other one on this address space")
+
+    def _create(self, rec: dict[str, Any]) -> None:
+        self.records[rec["Id"]] = rec
+        try:
+            self._bring_up(rec)
+            self._reinstall()
+        except BaseException:
+            del self.records[rec["Id"]]
+            net = self.bridges.pop(rec["Id"], None)
+            if net is not None:
+                net.teardown()
+            raise
+        self._persist()
+
+    def users_of(self, rec: dict[str, Any]) -> list[Container]:
+        return [c for c in self.members()
+                if rec["Name"] in (c.r.get("NetworkSettings") or {}).get("Networks", {})]
+
+    async def remove(self, ref: str) -> None:
+        rec = self.get(ref)
+        if rec["Name"] in PREDEFINED:
+            raise FailedPrecondition(f"{rec['Name']} is a pre-defined network and cannot be "
+                                     "removed")
+        async with self.lock:
+            active = [c for c in self.users_of(rec) if c.running]
+            if active:
+                raise FailedPrecondition(f"error while removing network: network {rec['Name']} "
+                                         f"id {rec['Id']} has active endpoints")
+            for c in self.users_of(rec):  # stopped: forget their endpoint, as Docker does
+                c.r["NetworkSettings"]["Networks"].pop(rec["Name"], None)
+                self.save(c)
+            await asyncio.to_thread(self._remove, rec)
+        self.events.emit("network", "destroy", rec["Id"], {"name": rec["Name"],
+                                                           "type": "bridge"})
+
+    def _remove(self, rec: dict[str, Any]) -> None:
+        del self.records[rec["Id"]]
+        self._persist()
+        net = self.bridges.pop(rec["Id"], None)
+        self._reinstall()
+        if net is not None:
+            net.teardown()
+        try:
+            os.unlink(os.path.join(self.dir, f"{rec['Id']}.json"))
+        except FileNotFoundError:
+            pass
+
+    async def prune(self, keep: Callable[[dict[str, Any]], bool]) -> list[str]:
+        gone = []
+        for rec in list(self.records.values()):
+            if rec["Name"] in PREDEFINED or self.users_of(rec) or keep(rec):
+                continue
+            await self.remove(rec["Id"])
+            gone.append(rec["Name"])
+        return gone
+
+    # -- a container's endpoints ---------------------------------------------------------
 
     def sandbox_path(self, c: Container) -> str:
         return os.path.join(self.sandboxes, c.id)
 
-    def check(self, host: dict[str, Any]) -> None:
-        """Refuse at create what start could not do."""
+    def init_settings(self, host: dict[str, Any], networking: dict[str, Any] | None
+                      ) -> dict[str, Any]:
+        """NetworkSettings of a new container, from NetworkMode and EndpointsConfig;
+        refuses networks that do not exist."""
         mode = str(host.get("NetworkMode") or "default")
-        if mode in ("default", "bridge", "host", "none") or mode.startswith("container:"):
-            return
-        raise NotFound(f"network {mode} not found")
+        settings = empty_settings()
+        if mode.startswith("container:"):
+            return settings
+        name = "bridge" if mode == "default" else mode
+        rec = self.get(name)
+        endpoints = {"bridge" if k == "default" else k: v  # the CLI says "default"
+                     for k, v in ((networking or {}).get("EndpointsConfig") or {}).items()}
+        first = endpoints.pop(name, None) or endpoints.pop(rec["Id"], None) or {}
+        settings["Networks"][rec["Name"]] = self._endpoint(rec, first)
+        if rec["Name"] in ("host", "none") and endpoints:
+            raise InvalidArgument("container cannot be connected to multiple networks with "
+                                  f"one of the networks in {rec['Name']} mode")
+        for ref, conf in endpoints.items():
+            other = self.get(ref)
+            settings["Networks"][other["Name"]] = self._endpoint(other, conf or {})
+        return settings
 
-    async def connect(self, c: Container, lookup: Any) -> str | None:
+    def _endpoint(self, rec: dict[str, Any], conf: dict[str, Any]) -> dict[str, Any]:
+        aliases = conf.get("Aliases")
+        ipam = conf.get("IPAMConfig") or None
+        if ipam and ipam.get("IPv4Address") and (rec["Name"] == "bridge"
+                                                 or not rec.get("MatouUserSubnet")):
+            raise InvalidArgument("user specified IP address is supported only when "
+                                      "connecting to networks with user configured subnets")
+        if aliases and rec["Name"] in PREDEFINED:
+            raise InvalidArgument("network-scoped alias is supported only for containers in "
+                                  "user defined networks")
+        return {**_EMPTY_ENDPOINT, "IPAMConfig": ipam, "Aliases": list(aliases or []) or None,
+                "Links": conf.get("Links") or None, "NetworkID": rec["Id"],
+                "DriverOpts": conf.get("DriverOpts") or None}
+
+    async def connect(self, c: Container, lookup: Callable[[str], Container]) -> str | None:
         """Before the container starts: its namespace's path for the spec, or None to let
         the runtime make one (none) or use the host's (host)."""
         mode = mode_of(c)
-        settings = empty_settings()
+        settings = c.r.get("NetworkSettings") or empty_settings()
         c.r["NetworkSettings"] = settings
         c.r.pop("MatouNet", None)
-        if mode in ("host", "none"):
-            settings["Networks"] = {mode: {**_EMPTY_ENDPOINT,
-                                           "NetworkID": self.ids[mode]["Id"]}}
-            return None
         if mode.startswith("container:"):
             other = lookup(mode.split(":", 1)[1])
             if not other.running:
@@ -152,56 +380,182 @@ class NetworkService:
                                          f"{other.id}")
             path = self.sandbox_path(other)
             return path if os.path.exists(path) else f"/proc/{other.state['Pid']}/ns/net"
-        if self.default is None or not self.ready:
-            raise FailedPrecondition("the default bridge network is not available "
-                                     "(see the daemon's log)")
-        config = c.r["Config"]
-        wanted = requests(c.r["HostConfig"].get("PortBindings"),
-                          (config.get("ExposedPorts") or {}).keys(),
-                          bool(c.r["HostConfig"].get("PublishAllPorts")))
+        if mode in ("host", "none"):
+            return None
+        if not self.ready:
+            raise FailedPrecondition("bridge networking is not available (see the daemon's "
+                                     "log)")
         path = self.sandbox_path(c)
-        net = self.default
         await asyncio.to_thread(bridges.new_sandbox, path)
+        c.r["MatouNet"] = {"Endpoints": {}, "Ports": {}}
         try:
-            att = await asyncio.to_thread(net.attach, c.id, path, self.rules, self.ports,
-                                          wanted)
+            for name in list(settings["Networks"]):
+                await self._plug(c, name, path)
+            if any(n not in PREDEFINED for n in settings["Networks"]):
+                await self.dns.serve(c.id, path)
+                c.r["MatouNet"]["Dns"] = True
         except BaseException:
-            await asyncio.to_thread(bridges.remove_sandbox, path)
+            await self.disconnect(c)
             raise
-        endpoint = uuid.uuid4().hex + uuid.uuid4().hex
-        ports = docker_ports(att.ports, (config.get("ExposedPorts") or {}).keys())
-        c.r["MatouNet"] = {"IP": att.ip, "HostIf": att.host_if, "Ports": ports}
-        settings.update({"SandboxID": uuid.uuid4().hex + uuid.uuid4().hex, "SandboxKey": path,
-                         "Ports": ports, "EndpointID": endpoint, "Gateway": att.gateway,
-                         "IPAddress": att.ip, "IPPrefixLen": att.prefixlen,
-                         "MacAddress": att.mac})
-        settings["Networks"] = {"bridge": {
-            **_EMPTY_ENDPOINT, "MacAddress": att.mac, "NetworkID": net.id,
-            "EndpointID": endpoint, "Gateway": att.gateway, "IPAddress": att.ip,
-            "IPPrefixLen": att.prefixlen}}
+        settings.update({"SandboxID": _new_id(), "SandboxKey": path})
         return path
 
+    async def _plug(self, c: Container, name: str, path: str) -> None:
+        rec = self.get(name)
+        net = self.bridges.get(rec["Id"])
+        if net is None:
+            raise FailedPrecondition(f"network {name} is not available")
+        mat = c.r["MatouNet"]
+        first = not mat["Endpoints"]
+        ep = c.r["NetworkSettings"]["Networks"][name]
+        wanted = []
+        config = c.r["Config"]
+        if first:
+            wanted = requests(c.r["HostConfig"].get("PortBindings"),
+                              (config.get("ExposedPorts") or {}).keys(),
+                              bool(c.r["HostConfig"].get("PublishAllPorts")))
+        used = {e["Ifname"] for e in mat["Endpoints"].values()}
+        ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used)
+        att = await asyncio.to_thread(
+            net.attach, c.id, path, self.rules, self.ports, wanted,
+            ((ep.get("IPAMConfig") or {}).get("IPv4Address") or ""), ifname, first)
+        mat["Endpoints"][rec["Id"]] = {"IP": att.ip, "HostIf": att.host_if, "Ifname": ifname}
+        if first:
+            mat["IP"] = att.ip
+            mat["Ports"] = docker_ports(att.ports, (config.get("ExposedPorts") or {}).keys())
+            c.r["NetworkSettings"]["Ports"] = mat["Ports"]
+        names = None
+        if name not in PREDEFINED:
+            names = [c.name, *(ep.get("Aliases") or []), c.id[:12]]
+        ep.update({"MacAddress": att.mac, "NetworkID": rec["Id"], "EndpointID": _new_id(),
+                   "Gateway": att.gateway, "IPAddress": att.ip, "IPPrefixLen": att.prefixlen,
+                   "DNSNames": names})
+        if name == "bridge":  # the top-level fields speak of the default bridge only
+            c.r["NetworkSettings"].update({
+                "EndpointID": ep["EndpointID"], "Gateway": att.gateway, "IPAddress": att.ip,
+                "IPPrefixLen": att.prefixlen, "MacAddress": att.mac})
+
+    async def _unplug(self, c: Container, netid: str, unplug: bool) -> None:
+        mat = c.r.get("MatouNet") or {}
+        e = mat.get("Endpoints", {}).pop(netid, None)
+        net = self.bridges.get(netid)
+        if e is None or net is None:
+            return
+        ports = tuple(from_docker(mat.get("Ports"))) if e["IP"] == mat.get("IP") else ()
+        att = bridges.Attachment(netid, e["IP"], 0, "", "", e["HostIf"], ports)
+        try:
+            await asyncio.to_thread(net.detach, c.id, att, self.rules, self.ports, unplug)
+        except Exception as ex:
+            log.warning("detach %s from %s: %s", c.id[:12], net.name, ex)
+
     async def disconnect(self, c: Container) -> None:
-        """After the container stopped: its veth, address, ports and sandbox go."""
-        att = c.r.pop("MatouNet", None)
-        settings = c.r.get("NetworkSettings") or empty_settings()
-        if att and self.default is not None:
-            a = bridges.Attachment(self.default.id, att["IP"], 0, "", "", att["HostIf"],
-                                   tuple(from_docker(att.get("Ports"))))
-            try:
-                await asyncio.to_thread(self.default.detach, c.id, a, self.rules, self.ports)
-            except Exception as e:
-                log.warning("detach %s from bridge: %s", c.id[:12], e)
+        """After the container stopped: its addresses, ports, DNS and sandbox go."""
+        self.dns.stop(c.id)
+        mat = c.r.get("MatouNet") or {}
+        for netid in list(mat.get("Endpoints", {})):
+            await self._unplug(c, netid, unplug=False)
+        c.r.pop("MatouNet", None)
         path = self.sandbox_path(c)
         if os.path.exists(path):
             await asyncio.to_thread(bridges.remove_sandbox, path)
+        settings = c.r.get("NetworkSettings") or empty_settings()
         for ep in (settings.get("Networks") or {}).values():
             ep.update({"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
-                       "MacAddress": ""})
+                       "MacAddress": "", "DNSNames": None})
         settings.update({"SandboxID": "", "SandboxKey": "", "Ports": {}, "EndpointID": "",
                          "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""})
 
+    # -- docker network connect / disconnect ----------------------------------------------
+
+    async def attach(self, ref: str, c: Container, conf: dict[str, Any]) -> None:
+        rec = self.get(ref)
+        mode = mode_of(c)
+        if mode in ("host", "none") or mode.startswith("container:") or \
+                rec["Name"] in ("host", "none"):
+            raise FailedPrecondition(
+                f"container cannot be disconnected from host network or connected to "
+                f"{rec['Name']} network" if "host" in (mode, rec["Name"]) else
+                "container sharing network namespace with another container or host cannot "
+                "be connected to any other network")
+        networks = c.r["NetworkSettings"]["Networks"]
+        if rec["Name"] in networks:
+            raise FailedPrecondition(f"endpoint with name {c.name} already exists in network "
+                                     f"{rec['Name']}")
+        networks[rec["Name"]] = self._endpoint(rec, conf)
+        if c.running:
+            try:
+                await self._plug(c, rec["Name"], self.sandbox_path(c))
+                if rec["Name"] not in PREDEFINED:
+                    await self.dns.serve(c.id, self.sandbox_path(c))
+                    c.r["MatouNet"]["Dns"] = True
+            except BaseException:
+                networks.pop(rec["Name"], None)
+                raise
+        self.save(c)
+        self.events.emit("network", "connect", rec["Id"], {"name": rec["Name"],
+                                                           "type": "bridge", "container": c.id})
+
+    async def detach(self, ref: str, c: Container, force: bool) -> None:
+        rec = self.get(ref)
+        networks = c.r["NetworkSettings"]["Networks"]
+        if rec["Name"] not in networks:
+            if force:
+                return
+            raise FailedPrecondition(f"container {c.id} is not connected to network "
+                                     f"{rec['Name']}")
+        if rec["Name"] in ("host", "none"):
+            raise FailedPrecondition(f"container cannot be disconnected from {rec['Name']} "
+                                     "network")
+        if c.running:
+            await self._unplug(c, rec["Id"], unplug=True)
+        networks.pop(rec["Name"])
+        self.save(c)
+        self.events.emit("network", "disconnect", rec["Id"], {
+            "name": rec["Name"], "type": "bridge", "container": c.id})
+
+    # -- DNS and files ----------------------------------------------------------------------
+
+    def _lookup(self, owner: str, name: str) -> list[str] | None:
+        me = next((c for c in self.members() if c.id == owner), None)
+        if me is None:
+            return None
+        mine = {n: ep for n, ep in me.r["NetworkSettings"]["Networks"].items()
+                if n not in PREDEFINED}
+        found: list[str] = []
+        for other in self.members():
+            if not other.running:
+                continue
+            for n, ep in other.r["NetworkSettings"]["Networks"].items():
+                if n in mine and ep.get("IPAddress") and name in (
+                        x.lower() for x in ep.get("DNSNames") or []):
+                    found.append(ep["IPAddress"])
+        return found or None
+
+    def resolv_conf(self, c: Container, host_text: str) -> str:
+        if not any(n not in PREDEFINED for n in c.r["NetworkSettings"]["Networks"]):
+            return host_text
+        keep = [line for line in host_text.splitlines()
+                if line.split()[:1] in (["search"], ["domain"])]
+        return "\n".join([f"nameserver {dns.ADDRESS}", *keep, "options ndots:0"]) + "\n"
+
+    def hosts_entry(self, c: Container) -> str:
+        att = c.r.get("MatouNet")
+        return str(att.get("IP") or "") if att else ""
+
     # -- what the API shows --------------------------------------------------------------------
+
+    def inspect(self, rec: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in rec.items() if not k.startswith("Matou")}
+        members = {}
+        for c in self.users_of(rec):
+            ep = c.r["NetworkSettings"]["Networks"][rec["Name"]]
+            if c.running and ep.get("IPAddress"):
+                members[c.id] = {"Name": c.name, "EndpointID": ep["EndpointID"],
+                                 "MacAddress": ep["MacAddress"],
+                                 "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}",
+                                 "IPv6Address": ""}
+        out["Containers"] = members
+        return out
 
     def summary_ports(self, c: Container) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -217,7 +571,12 @@ class NetworkService:
                             "PublicPort": int(h["HostPort"]), "Type": proto or "tcp"})
         return out
 
-    def hosts_entry(self, c: Container) -> str:
-        att = c.r.get("MatouNet")
-        return att["IP"] if att else ""
 
+def _record(name: str, driver: str, options: dict[str, str],
+            labels: dict[str, str]) -> dict[str, Any]:
+    return {"Name": name, "Id": _new_id(), "Created": timestamps.format(), "Scope": "local",
+            "Driver": driver, "EnableIPv4": True, "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": None, "Config": []},
+            "Internal": False, "Attachable": False, "Ingress": False,
+            "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Options": options,
+            "Labels": labels}

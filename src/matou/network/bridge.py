@@ -56,7 +56,7 @@ class Rules:
         self.fw = fw
 
     def install(self, links: list[Link], ports: list[tuple[str, PortMap]]) -> None:
-        rules = [r for link in links for r in self.fw.link_rules(link)]
+        rules = self.fw.forward_rules(links)
         rules += [r for ip, m in ports for r in self.fw.port_rules(ip, m)]
         netfilter.restore(self.fw.batch(rules, declare=True))
         for j in self.fw.jumps():
@@ -82,13 +82,14 @@ class Rules:
 
 class BridgeNetwork:
     def __init__(self, ident: str, name: str, bridge: str, state_dir: str, subnet: str,
-                 gateway: str = "", mtu: int = 1500, internal: bool = False) -> None:
+                 gateway: str = "", mtu: int = 1500, internal: bool = False,
+                 ip_range: str = "") -> None:
         self.id = ident
         self.name = name
         self.bridge = bridge
         self.mtu = mtu
         self.internal = internal
-        self.pool = Pool(os.path.join(state_dir, f"{ident}.json"), subnet, gateway)
+        self.pool = Pool(os.path.join(state_dir, f"{ident}.json"), subnet, gateway, ip_range)
 
     @property
     def subnet(self) -> str:
@@ -110,30 +111,40 @@ class BridgeNetwork:
         netlink.delete_link(self.bridge)
 
     def attach(self, owner: str, netns_path: str, rules: Rules, ports: Allocator,
-               wanted: list[Request], ip: str = "") -> Attachment:
+               wanted: list[Request], ip: str = "", ifname: str = "eth0",
+               default_route: bool = True) -> Attachment:
+        """``owner``'s interface ``ifname`` on this bridge, inside its namespace; the
+        published ``wanted`` ports lead to it."""
         addr = self.pool.allocate(owner, ip)
         host_if = "veth" + hashlib.sha256(f"{owner}:{self.id}".encode()).hexdigest()[:7]
         maps: list[PortMap] = []
         try:
             netlink.delete_link(host_if)  # a leftover of a crash between attach and detach
+            gateway = self.gateway if default_route and not self.internal else ""
             netlink.add_veth(host_if, self.bridge, netns_path, netlink.Endpoint(
-                "eth0", addr, self.pool.prefixlen, "" if self.internal else self.gateway,
-                mac_for(addr), self.mtu))
-            maps = ports.allocate(owner, wanted)
-            rules.add([r for m in maps for r in rules.fw.port_rules(addr, m)])
+                ifname, addr, self.pool.prefixlen, gateway, mac_for(addr), self.mtu))
+            if wanted:
+                maps = ports.allocate(owner, wanted)
+                rules.add([r for m in maps for r in rules.fw.port_rules(addr, m)])
         except BaseException:
-            ports.release(owner)
+            if maps:
+                ports.release(owner)
             netlink.delete_link(host_if)
             self.pool.release(owner)
             raise
         return Attachment(self.id, addr, self.pool.prefixlen, self.gateway, mac_for(addr),
                           host_if, tuple(maps))
 
-    def detach(self, owner: str, att: Attachment, rules: Rules, ports: Allocator) -> None:
-        """Rules, ports and address go; the veth pair goes with the container's namespace
-        (deleting it here would cost ~20 ms of the kernel's RCU wait on every stop)."""
-        rules.delete([r for m in att.ports for r in rules.fw.port_rules(att.ip, m)])
-        ports.release(owner)
+    def detach(self, owner: str, att: Attachment, rules: Rules, ports: Allocator,
+               unplug: bool = False) -> None:
+        """Rules, ports and address go. The veth pair goes with the container's namespace
+        (deleting it costs ~20 ms of the kernel's RCU wait): ``unplug`` only for a
+        container that keeps running (docker network disconnect)."""
+        if att.ports:
+            rules.delete([r for m in att.ports for r in rules.fw.port_rules(att.ip, m)])
+            ports.release(owner)
+        if unplug:
+            netlink.delete_link(att.host_if)
         self.pool.release(owner)
 
 

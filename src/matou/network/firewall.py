@@ -61,6 +61,18 @@ class Firewall:
                                              "-j MASQUERADE")]
         return rules
 
+    def forward_rules(self, links: list[Link]) -> list[Rule]:
+        """Isolation first — no bridge of ours forwards to another, an internal one to
+        nowhere — then each bridge's accepts."""
+        drops: list[Rule] = []
+        for a in links:
+            drops += [Rule("filter", self.fwd, f"-i {a.bridge} -o {b.bridge} -j DROP")
+                      for b in links if b.bridge != a.bridge]
+            if a.internal:
+                drops += [Rule("filter", self.fwd, f"-i {a.bridge} ! -o {a.bridge} -j DROP"),
+                          Rule("filter", self.fwd, f"-o {a.bridge} ! -i {a.bridge} -j DROP")]
+        return drops + [r for link in links for r in self.link_rules(link)]
+
     def port_rules(self, ip: str, m: PortMap) -> list[Rule]:
         dst = "" if m.host_ip in ("", "0.0.0.0") else f"-d {m.host_ip}/32 "
         return [Rule("nat", self.dnat, f"{dst}-p {m.proto} -m {m.proto} --dport {m.host_port} "

@@ -1,0 +1,149 @@
+"""User-defined bridge networks through the real docker CLI and docker-compose v1: name
+resolution at 127.0.0.11 (names, aliases, compose services), isolation between networks,
+internal networks, connect/disconnect of a running container, persistence across a
+daemon restart, and nothing left behind after `network rm` and daemon shutdown."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.matoud import Daemon, leftovers, netfilter_rules
+from tests.integration.test_network import WEB, _forward_policy_drop, _nc, _outside
+
+pytestmark = pytest.mark.skipif(not shutil.which("iptables"), reason="no iptables")
+
+
+def _resolve(d: Daemon, net: str, name: str) -> list[str]:
+    out = d.docker("run", "--rm", "--network", net, "busybox", "nslookup", name, "127.0.0.11",
+                   check=False).stdout
+    return [line.split()[-1] for line in out.splitlines()
+            if line.startswith("Address") and "#" not in line and ":53" not in line]
+
+
+def _link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+
+
+def test_user_networks(daemon: Daemon, busybox_archive: Path) -> None:
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    d.docker("network", "create", "front")
+    d.docker("network", "create", "--internal", "--subnet", "10.231.0.0/24", "back")
+    nets = json.loads(d.docker("network", "ls", "--format", "{{json .Name}}").stdout
+                      .replace("\n", ",").rstrip(",").join("[]"))
+    assert sorted(nets) == ["back", "bridge", "front", "host", "none"]
+    back = json.loads(d.docker("network", "inspect", "back").stdout)[0]
+    assert back["Internal"] and back["IPAM"]["Config"][0]["Subnet"] == "10.231.0.0/24"
+    assert d.docker("network", "create", "front", check=False).returncode != 0
+
+    d.docker("run", "-d", "--name", "web", "--network", "front", "--network-alias", "www",
+             "busybox", "sh", "-c", WEB)
+    web = json.loads(d.docker("inspect", "web").stdout)[0]
+    ip = web["NetworkSettings"]["Networks"]["front"]["IPAddress"]
+    assert ip and web["NetworkSettings"]["IPAddress"] == ""  # top level: default bridge only
+    for name in ("web", "www", web["Id"][:12]):
+        assert _resolve(d, "front", name) == [ip], name
+    assert _nc(d, "web", 80, "--network", "front") == "hello-web"
+    assert "nameserver 127.0.0.11" in d.docker(
+        "run", "--rm", "--network", "front", "busybox", "cat", "/etc/resolv.conf").stdout
+    # another network (the default bridge included) neither resolves nor reaches it
+    assert _nc(d, ip, 80) == ""
+    assert _resolve(d, "back", "web") == []
+    members = json.loads(d.docker("network", "inspect", "front").stdout)[0]["Containers"]
+    assert members[web["Id"]]["IPv4Address"].startswith(ip + "/")
+
+    # connect a running container to a second network, and take it away again
+    d.docker("network", "connect", "--alias", "db", "--ip", "10.231.0.50", "back", "web")
+    assert "10.231.0.50" in d.docker("exec", "web", "ip", "-o", "-4", "addr").stdout
+    assert _resolve(d, "back", "db") == ["10.231.0.50"]
+    assert _nc(d, "db", 80, "--network", "back") == "hello-web"
+    assert d.docker("network", "rm", "back", check=False).returncode != 0  # in use
+    d.docker("network", "disconnect", "back", "web")
+    assert "10.231.0.50" not in d.docker("exec", "web", "ip", "-o", "-4", "addr").stdout
+    assert _nc(d, "10.231.0.50", 80, "--network", "back") == ""
+
+    # an internal network has no way out; a normal one does (even under DROP)
+    with _forward_policy_drop(), _outside() as (far, _):
+        probe = f"nc -w 2 {far} 9999 </dev/null"
+        assert d.docker("run", "--rm", "--network", "front", "busybox", "sh", "-c",
+                        probe).stdout.strip()
+        assert d.docker("run", "--rm", "--network", "back", "busybox", "sh", "-c",
+                        probe, check=False).stdout.strip() == ""
+
+    # the daemon dies and comes back: networks, addresses and names are still there
+    d.stop(signal.SIGKILL)
+    d.start()
+    assert _resolve(d, "front", "www") == [ip]
+    assert _nc(d, "web", 80, "--network", "front") == "hello-web"
+    d.docker("rm", "-f", "web")
+    bridge = f"br-{back['Id'][:12]}"
+    assert _link_exists(bridge)
+    d.docker("network", "rm", "back")
+    assert not _link_exists(bridge)
+    assert not [r for r in netfilter_rules(d.chain_prefix) if bridge in r]
+    assert d.docker("network", "prune", "-f").stdout.split() == ["Deleted", "Networks:",
+                                                                  "front"]
+    d.stop()
+    assert leftovers(d) == []
+
+
+COMPOSE = """
+version: "2.4"
+services:
+  web:
+    image: busybox
+    command: sh -c 'echo hello-from-web > /index.html; exec httpd -f -p 80 -h /'
+    networks: [front, back]
+  client:
+    image: busybox
+    command: sh -c 'for i in $$(seq 100); do printf "GET /index.html HTTP/1.0\\r\\n\\r\\n" |
+      nc -w 2 web 80 | tail -n 1 | grep . && break; sleep 0.2; done; exec sleep 600'
+    networks: [front]
+    depends_on: [web]
+  db:
+    image: busybox
+    command: sh -c 'echo db-ok > /index.html; exec httpd -f -p 80 -h /'
+    networks: [back]
+networks:
+  front: {}
+  back:
+    internal: true
+"""
+
+
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="no docker-compose")
+def test_compose_three_services(daemon: Daemon, busybox_archive: Path, tmp_path: Path) -> None:
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE)
+
+    def compose(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker-compose", "-p", "mt", *args], cwd=tmp_path,
+                              env={"DOCKER_HOST": d.host, "PATH": "/usr/bin:/bin"},
+                              capture_output=True, text=True, timeout=120)
+
+    try:
+        assert compose("up", "-d").returncode == 0
+        assert compose("ps").stdout.count(" Up ") == 3
+        deadline = time.monotonic() + 30
+        while "hello-from-web" not in compose("logs", "client").stdout:
+            assert time.monotonic() < deadline, compose("logs").stdout
+            time.sleep(0.3)
+        fetch = 'printf "GET /index.html HTTP/1.0\\r\\n\\r\\n" | nc -w 2 db 80 | tail -n 1'
+        assert compose("exec", "-T", "web", "sh", "-c", fetch).stdout.strip() == "db-ok"
+        assert compose("exec", "-T", "client", "sh", "-c", fetch).stdout.strip() == ""
+        assert compose("up", "-d", "--scale", "db=2").returncode == 0
+        found = compose("exec", "-T", "web", "nslookup", "db", "127.0.0.11").stdout
+        assert found.count("Address: 10.") + found.count("Address: 172.") + \
+            found.count("Address: 192.") == 2, found
+    finally:
+        down = compose("down", "-v")
+    assert down.returncode == 0, down.stderr
+    assert d.docker("network", "ls", "-q", "-f", "name=mt_").stdout == ""
