@@ -8,10 +8,11 @@ venv=${MATOU_VENV:-/opt/matou/venv}
 [ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
 
 # runtime needs: python3-venv, libseccomp2, busybox-static (images for tests and the demo),
-# procps (`ps`), util-linux (unshare, mount); peers for tests/benchmarks: containerd,
-# runc, crun; hyperfine for bench/.
+# procps (`ps`), util-linux (unshare, mount), iptables (bridge networks: NAT, forwarding);
+# peers for tests/benchmarks: containerd, runc, crun, docker-compose (v1, a real client);
+# hyperfine for bench/.
 packages=(python3 python3-venv libseccomp2 busybox-static procps util-linux iproute2 iptables
-          containerd runc crun hyperfine)
+          containerd runc crun docker-compose hyperfine)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
