@@ -79,6 +79,8 @@ def test_bridge_ports_and_modes(daemon: Daemon, busybox_archive: Path) -> None:
     assert _nc(d, gw, port) == "hello-web"
     hosts = d.docker("exec", "web", "cat", "/etc/hosts").stdout
     assert f"{ip}\t" in hosts
+    linked = d.docker("run", "--rm", "--link", "web:db", "busybox", "cat", "/etc/hosts").stdout
+    assert f"{ip}\tdb\t" in linked  # the legacy --link: a hosts entry on the default bridge
     assert d.docker("port", "web").stdout.strip() == f"80/tcp -> 0.0.0.0:{port}"
     assert d.docker("ps", "--format", "{{.Ports}}", "-f", "name=web").stdout.strip() == \
         f"0.0.0.0:{port}->80/tcp"

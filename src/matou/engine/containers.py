@@ -137,7 +137,12 @@ class ContainerService:
         return os.path.join(self.run, c.id)
 
     def _save(self, c: Container) -> None:
-        atomic_json(os.path.join(self._dir(c), "config.v2.json"), c.r)
+        try:
+            atomic_json(os.path.join(self._dir(c), "config.v2.json"), c.r)
+        except FileNotFoundError:
+            if c.id in self.containers:
+                raise
+            # removed meanwhile (rm -f racing its exit): nothing left to record
 
     # -- create ----------------------------------------------------------------------------
 
@@ -332,6 +337,16 @@ class ContainerService:
         ip = self.networks.hosts_entry(c)
         if ip:
             hosts.append(f"{ip}\t{hostname}")
+        for link in c.r["HostConfig"].get("Links") or []:
+            # --link NAME:ALIAS (legacy, default bridge): the linked container by name
+            target, _, alias = str(link).partition(":")
+            other = self.get(target)
+            other_ip = self.networks.hosts_entry(other) if other.running else ""
+            if not other_ip:
+                raise FailedPrecondition(f"Cannot link to a non running container: "
+                                         f"/{other.name} AS /{c.name}/{alias or other.name}")
+            names = [alias.rsplit("/", 1)[-1]] if alias else []
+            hosts.append("\t".join([other_ip, *names, other.id[:12], other.name]))
         for extra in c.r["HostConfig"].get("ExtraHosts") or []:
             h, _, ip = str(extra).partition(":")
             hosts.append(f"{ip}\t{h}")
