@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -340,3 +341,47 @@ def test_update(daemon: Daemon, busybox_archive: Path) -> None:
     daemon.docker("update", "--cpu-shares", "256", "up")
     host = json.loads(daemon.docker("inspect", "up").stdout)[0]["HostConfig"]
     assert host["RestartPolicy"]["MaximumRetryCount"] == 3 and host["Memory"] == 128 << 20
+
+
+def _upgrade(daemon: Daemon, path: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(str(daemon.sock))
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+              "Content-Length: 0\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)  # byte by byte: the stream that follows stays in the socket
+    assert b" 101 " in head.split(b"\r\n")[0], head
+    return s
+
+
+def test_attach_detach_keys_and_logs(daemon: Daemon, busybox_archive: Path) -> None:
+    daemon.docker("load", "-i", str(busybox_archive))
+    cid = daemon.docker("run", "-d", "-i", "-t", "busybox", "cat").stdout.strip()
+    s = _upgrade(daemon, f"/containers/{cid}/attach?stdin=1&stdout=1&stream=1"
+                         "&detachKeys=ctrl-x,y")
+    s.sendall(b"hello\n")
+    got = b""
+    while got.count(b"hello") < 2:  # the tty's echo, then cat's
+        got += s.recv(100)
+    s.sendall(b"\x18")  # the first key alone is held back, not detached on
+    time.sleep(0.2)
+    s.sendall(b"y")
+    time.sleep(0.3)
+    with pytest.raises(OSError):
+        for _ in range(20):
+            s.sendall(b"after detach\n")
+            time.sleep(0.05)
+    s.close()
+    assert daemon.docker("inspect", "-f", "{{.State.Running}}", cid).stdout == "true\n"
+    status, body, _ = daemon.http("POST", f"/containers/{cid}/attach?stdin=1&detachKeys=ctrl-")
+    assert status == 400 and b"Invalid detach keys" in body
+    # logs=1&stream=0: what the container wrote so far, then the end
+    done = daemon.docker("run", "-d", "busybox", "echo", "logged").stdout.strip()
+    daemon.docker("wait", done)
+    s = _upgrade(daemon, f"/containers/{done}/attach?logs=1&stream=0&stdout=1")
+    data = b""
+    while chunk := s.recv(4096):
+        data += chunk
+    assert data == b"\x01\x00\x00\x00\x00\x00\x00\x07logged\n"

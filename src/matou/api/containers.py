@@ -212,9 +212,38 @@ async def inspect(request: web.Request) -> web.StreamResponse:
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
+def detach_keys(text: str | None) -> bytes:
+    """Docker's detach key spec ("ctrl-p,ctrl-q", "a,ctrl-@") as the bytes to watch for."""
+    if not text:
+        text = "ctrl-p,ctrl-q"
+    out = bytearray()
+    for key in text.split(","):
+        key = key.strip()
+        if len(key) == 1:
+            out.append(ord(key))
+        elif key.lower().startswith("ctrl-") and len(key) == 6 and \
+                (key[5].isalpha() or key[5] in "@[\\]^_"):
+            out.append(ord(key[5].upper()) & 0x1F)
+        else:
+            raise InvalidArgument(f"Invalid detach keys ({text}) provided")
+    return bytes(out)
+
+
+def scan_detach(buf: bytes, keys: bytes) -> tuple[bytes, bytes, bool]:
+    """Split client input at the detach sequence: (bytes to pass on, bytes held back as a
+    possible start of the sequence, whether the sequence was typed)."""
+    i = buf.find(keys)
+    if i >= 0:
+        return buf[:i], b"", True
+    for n in range(min(len(keys) - 1, len(buf)), 0, -1):
+        if buf.endswith(keys[:n]):
+            return buf[:-n], buf[-n:], False
+    return buf, b"", False
+
+
 async def _hijack(request: web.Request, tty: bool, want_stdin: bool, stdin_once: bool,
-                  connect: Callable[[], Awaitable[Conn | None]],
-                  preface: bytes = b"") -> web.StreamResponse:
+                  connect: Callable[[], Awaitable[Conn | bytes | None]],
+                  preface: bytes = b"", detach: bytes = b"") -> web.StreamResponse:
     """Turn the connection into a raw stream between the client and a shim stream.
 
     aiohttp stops reading the connection and we work on our own duplicate of its socket,
@@ -233,18 +262,35 @@ async def _hijack(request: web.Request, tty: bool, want_stdin: bool, stdin_once:
             + ("Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else "") + "\r\n")
     try:
         # answer at once: for attach, the client starts the container only after this
-        await loop.sock_sendall(raw, head.encode() + preface)
+        await loop.sock_sendall(raw, head.encode())
+        if preface:
+            # clients that read the stream from the raw socket (docker-py) lose whatever
+            # arrives with the response head into their HTTP parser's buffer: let them
+            # take the head first, as dockerd's slower path gives them time to
+            await asyncio.sleep(0.05)
+            await loop.sock_sendall(raw, preface)
         try:
             conn = await connect()
         except FailedPrecondition:
             conn = None  # the start failed; the client learns it from the start call
-        if conn is not None:
+        if isinstance(conn, bytes):  # not a stream after all: a last word
+            await loop.sock_sendall(raw, conn)
+        elif conn is not None:
             reader, writer = conn
 
             async def pump_in() -> None:
+                held = b""
                 while data := await loop.sock_recv(raw, 65536):
-                    writer.write(data)
-                    await writer.drain()
+                    data, held, detached = scan_detach(held + data, detach) if detach \
+                        else (data, b"", False)
+                    if data:
+                        writer.write(data)
+                        await writer.drain()
+                    if detached:  # the client leaves; the container runs on
+                        with contextlib.suppress(OSError):
+                            raw.shutdown(socket.SHUT_RDWR)
+                        writer.close()
+                        return
                 if stdin_once:
                     with contextlib.suppress(OSError):
                         writer.write_eof()
@@ -272,11 +318,22 @@ async def attach(request: web.Request) -> web.StreamResponse:
     cid = request.match_info["id"]
     c = e.containers.get(cid)
     want_stdin = flag(request, "stdin")
-    return await _hijack(
-        request, bool(c.r["Config"].get("Tty")), want_stdin,
-        bool(c.r["Config"].get("StdinOnce")),
-        lambda: e.containers.attach(cid, want_stdin, flag(request, "stdout"),
-                                    flag(request, "stderr")))
+    stdout, stderr = flag(request, "stdout"), flag(request, "stderr")
+    tty = bool(c.r["Config"].get("Tty"))
+    keys = detach_keys(request.query.get("detachKeys"))
+    preface = b""
+    if flag(request, "logs"):  # what was written so far, before the live stream
+        async for entry in e.containers.logs(c.id, False, stdout, stderr, None, 0, None):
+            preface += entry.data if tty else struct.pack(
+                ">BxxxI", 1 if entry.stream == "stdout" else 2, len(entry.data)) + entry.data
+
+    async def connect() -> Conn | None:
+        if not flag(request, "stream", default=True):
+            return None
+        return await e.containers.attach(cid, want_stdin, stdout, stderr)
+
+    return await _hijack(request, tty, want_stdin, bool(c.r["Config"].get("StdinOnce")),
+                         connect, preface, keys)
 
 
 async def exec_create(request: web.Request) -> web.StreamResponse:
@@ -298,20 +355,23 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
         return web.Response(status=200)
     config = ex["Config"]
     tty = bool(config.get("Tty"))
-    try:
-        conn = await e.execs.start(exec_id, detach=False)
-    except MatouError as err:
-        # as dockerd: the stream carries the error and the exec's exit code is 126
-        ex.update({"Running": False, "ExitCode": 126})
-        text = f"OCI runtime exec failed: {err}\n".encode()
-        preface = text if tty else struct.pack(">BxxxI", 2, len(text)) + text
-        return await _hijack(request, tty, False, True, lambda: _ready(None), preface)
-    return await _hijack(request, tty, bool(config.get("AttachStdin")), True,
-                         lambda: _ready(conn))
+    if ex["Running"] or ex["ExitCode"] is not None:
+        raise FailedPrecondition(f"exec {exec_id[:12]} has already run")
 
+    async def connect() -> Conn | bytes | None:
+        # the process starts only once the client holds the upgraded stream, as on
+        # dockerd: clients (docker-py) read the stream from the raw socket, so output
+        # arriving with the response head would sit unseen in their HTTP buffer
+        try:
+            return await e.execs.start(exec_id, detach=False)
+        except MatouError as err:
+            # as dockerd: the stream carries the error and the exec's exit code is 126
+            ex.update({"Running": False, "ExitCode": 126})
+            text = f"OCI runtime exec failed: {err}\n".encode()
+            return text if tty else struct.pack(">BxxxI", 2, len(text)) + text
 
-async def _ready(conn: Conn | None) -> Conn | None:
-    return conn
+    return await _hijack(request, tty, bool(config.get("AttachStdin")), True, connect,
+                         detach=detach_keys(config.get("DetachKeys")))
 
 
 async def exec_inspect(request: web.Request) -> web.StreamResponse:

@@ -264,6 +264,7 @@ class ContainerService:
         return c
 
     async def _start(self, c: Container) -> None:
+        await _settled(c)  # the last run's network and mounts are gone before the next
         c.r["ManuallyStopped"] = False
         rundir = self._rundir(c)
         shutil.rmtree(rundir, ignore_errors=True)
@@ -513,6 +514,7 @@ class ContainerService:
         except FailedPrecondition:
             pass
         await c.exited.wait()
+        await _settled(c)
         self.events.emit("container", "stop", c.id, {"name": c.name,
                                                       "image": c.r["ImageName"]})
         return True
@@ -544,6 +546,7 @@ class ContainerService:
                     "container before removing or force remove")
             await self.kill(c.id, signal.SIGKILL)
             await c.exited.wait()
+        await _settled(c)
         async with self.lock:
             if c.id not in self.containers:
                 return
@@ -644,6 +647,14 @@ class ContainerService:
                     pass
         finally:
             follower.close()
+
+
+async def _settled(c: Container) -> None:
+    """Wait until the end of the container's last run is fully recorded and undone
+    (_finish runs in its monitor task, after ``exited`` is set)."""
+    task = c.monitor
+    if task is not None and task is not asyncio.current_task() and not task.done():
+        await asyncio.shield(task)
 
 
 def _snap(cid: str) -> str:
