@@ -20,7 +20,13 @@ from matou.engine import Engine
 from matou.engine import containers as ctrs
 from matou.engine.containers import Container, _ts
 from matou.engine.networks import empty_settings
-from matou.errors import FailedPrecondition, InvalidArgument, MatouError
+from matou.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    MatouError,
+    NotFound,
+    Unsupported,
+)
 
 log = logging.getLogger("matoud.api")
 
@@ -106,6 +112,23 @@ async def restart(request: web.Request) -> web.StreamResponse:
     e = engine_of(request)
     await e.containers.stop(request.match_info["id"], _int(request, "t", None))
     await e.containers.start(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def remove_link(request: web.Request) -> web.StreamResponse:
+    """DELETE /containers/NAME/ALIAS?link=1: forget a legacy link of NAME."""
+    e = engine_of(request)
+    if not flag(request, "link"):
+        raise NotFound(f"No such container: {request.match_info['id']}/"
+                       f"{request.match_info['link']}")
+    c = e.containers.get(request.match_info["id"])
+    alias = request.match_info["link"]
+    links = c.r["HostConfig"].get("Links") or []
+    kept = [x for x in links if str(x).partition(":")[2].rsplit("/", 1)[-1] != alias]
+    if len(kept) == len(links):
+        raise NotFound(f"Could not find entity for {alias}")
+    c.r["HostConfig"]["Links"] = kept or None
+    e.containers._save(c)
     return web.Response(status=204)
 
 
@@ -413,6 +436,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
     since = float(request.query.get("since") or 0)
     until_text = request.query.get("until")
     until = float(until_text) if until_text else None
+    if (c.r["HostConfig"].get("LogConfig") or {}).get("Type") == "none":
+        raise Unsupported("configured logging driver does not support reading")
     tty = bool(c.r["Config"].get("Tty"))
     stamps = flag(request, "timestamps")
     resp = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"
@@ -432,12 +457,43 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 async def prune(request: web.Request) -> web.StreamResponse:
     e = engine_of(request)
+    f = filters(request)
     deleted = []
+    reclaimed = 0
     for c in e.containers.all():
-        if not c.running:
-            await e.containers.remove(c.id)
-            deleted.append(c.id)
-    return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+        if c.running or c.state.get("Restarting"):
+            continue
+        labels = c.r["Config"].get("Labels") or {}
+        if "label" in f and not all(_label_match(labels, w) for w in f["label"]):
+            continue
+        if "label!" in f and any(_label_match(labels, w) for w in f["label!"]):
+            continue
+        if "until" in f and _ts(c.r["Created"]) > _until(f["until"][0]):
+            continue
+        reclaimed += await asyncio.to_thread(ctrs.rw_size, e.containers, c)
+        await e.containers.remove(c.id)
+        deleted.append(c.id)
+    return json_response({"ContainersDeleted": deleted or None,
+                          "SpaceReclaimed": reclaimed})
+
+
+def _label_match(labels: dict[str, str], want: str) -> bool:
+    k, eq, v = want.partition("=")
+    return k in labels and (not eq or labels[k] == v)
+
+
+def _until(text: str) -> float:
+    """A prune `until`: a Unix time, an RFC 3339 time, or a duration ago (10m, 2h)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return time.time() - float(text[:-1]) * units[text[-1]]
+    try:
+        return float(text)
+    except ValueError:
+        ts = _ts(text)
+        if not ts:
+            raise InvalidArgument(f"invalid until filter: {text}") from None
+        return ts
 
 
 async def pause(request: web.Request) -> web.StreamResponse:
@@ -548,6 +604,7 @@ ROUTES = [
     ("POST", "/containers/{id}/resize", resize),
     ("GET", "/containers/{id}/logs", logs),
     ("DELETE", "/containers/{id}", remove),
+    ("DELETE", "/containers/{id}/{link}", remove_link),
     ("POST", "/containers/{id}/exec", exec_create),
     ("POST", "/exec/{id}/start", exec_start),
     ("GET", "/exec/{id}/json", exec_inspect),

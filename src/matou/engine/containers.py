@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -186,6 +187,14 @@ class ContainerService:
             if not merged.get("Hostname"):
                 merged["Hostname"] = cid[:12]
             merged["Image"] = image_ref
+            for ep in ((networking or {}).get("EndpointsConfig") or {}).values():
+                # API 1.44+ asks for a MAC address here; older clients in Config
+                if isinstance(ep, dict) and ep.get("MacAddress") and not merged.get("MacAddress"):
+                    merged["MacAddress"] = str(ep["MacAddress"])
+            mac = str(merged.get("MacAddress") or "")
+            if mac and not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", mac):
+                shutil.rmtree(d)
+                raise InvalidArgument(f"invalid MAC address: {mac}")
             entry = merged.get("Entrypoint") or []
             cmd = merged.get("Cmd") or []
             args = [*entry, *cmd]
@@ -195,11 +204,16 @@ class ContainerService:
             host = dict(host)
             host.setdefault("NetworkMode", "default")
             log_config = dict(host.get("LogConfig") or {})
-            if (log_config.get("Type") or "json-file") != "json-file":
+            driver = log_config.get("Type") or "json-file"
+            if driver not in ("json-file", "none"):
                 shutil.rmtree(d)
-                raise InvalidArgument(f"logger: no log driver named "
-                                      f"'{log_config['Type']}' is registered")
-            host["LogConfig"] = {"Type": "json-file", "Config": log_config.get("Config") or {}}
+                raise InvalidArgument(f"logger: no log driver named '{driver}' is registered")
+            host["LogConfig"] = {"Type": driver, "Config": log_config.get("Config") or {}}
+            runtime = host.get("Runtime") or "runc"
+            if runtime not in ("runc", "matou"):  # both names mean matou's own runtime
+                shutil.rmtree(d)
+                raise InvalidArgument(f"Unknown runtime specified {runtime}")
+            host["Runtime"] = runtime
             policy = (host.get("RestartPolicy") or {}).get("Name") or "no"
             if host.get("AutoRemove") and policy != "no":
                 shutil.rmtree(d)
@@ -279,8 +293,10 @@ class ContainerService:
 
     async def _launch(self, c: Container, rundir: str, netns: str | None) -> None:
         await asyncio.to_thread(self._prepare_files, c, netns)
+        no_log = (c.r["HostConfig"].get("LogConfig") or {}).get("Type") == "none"
         conf = {"id": c.id, "dir": rundir, "bundle": rundir,
-                "runtime_root": self.runtime_root, "log": c.r["LogPath"],
+                "runtime_root": self.runtime_root,
+                "log": "" if no_log else c.r["LogPath"],
                 "tty": bool(c.r["Config"].get("Tty")),
                 "open_stdin": bool(c.r["Config"].get("OpenStdin")),
                 "stdin_once": bool(c.r["Config"].get("StdinOnce")),
@@ -338,16 +354,18 @@ class ContainerService:
         ip = self.networks.hosts_entry(c)
         if ip:
             hosts.append(f"{ip}\t{hostname}")
+        link_env: list[str] = []
         for link in c.r["HostConfig"].get("Links") or []:
             # --link NAME:ALIAS (legacy, default bridge): the linked container by name
             target, _, alias = str(link).partition(":")
             other = self.get(target)
             other_ip = self.networks.hosts_entry(other) if other.running else ""
+            alias = alias.rsplit("/", 1)[-1] or other.name
             if not other_ip:
                 raise FailedPrecondition(f"Cannot link to a non running container: "
-                                         f"/{other.name} AS /{c.name}/{alias or other.name}")
-            names = [alias.rsplit("/", 1)[-1]] if alias else []
-            hosts.append("\t".join([other_ip, *names, other.id[:12], other.name]))
+                                         f"/{other.name} AS /{c.name}/{alias}")
+            hosts.append("\t".join([other_ip, alias, other.id[:12], other.name]))
+            link_env += _link_env(alias, c.name, other, other_ip)
         for extra in c.r["HostConfig"].get("ExtraHosts") or []:
             h, _, ip = str(extra).partition(":")
             hosts.append(f"{ip}\t{h}")
@@ -372,7 +390,9 @@ class ContainerService:
                 from matou.linux.mount import secure_join
 
                 self.volumes.populate(m["Name"], secure_join(rootfs, m["Destination"]))
-        spec = specs.build(c.id, c.r["Config"], c.r["HostConfig"], image.config.config,
+        config = c.r["Config"] if not link_env else {
+            **c.r["Config"], "Env": [*link_env, *(c.r["Config"].get("Env") or [])]}
+        spec = specs.build(c.id, config, c.r["HostConfig"], image.config.config,
                            rootfs, files, c.r.get("Mounts") or [], netns)
         if spec["process"]["cwd"] != "/":
             os.makedirs(os.path.join(rootfs, spec["process"]["cwd"].lstrip("/")),
@@ -539,6 +559,10 @@ class ContainerService:
         c = self.get(name)
         if c.restart_task is not None:
             c.restart_task.cancel()
+        if not force and c.state.get("Restarting"):
+            raise FailedPrecondition(
+                f"cannot remove container \"/{c.name}\": container is restarting: stop the "
+                "container before removing or force remove")
         if c.running:
             if not force:
                 raise FailedPrecondition(
@@ -647,6 +671,28 @@ class ContainerService:
                     pass
         finally:
             follower.close()
+
+
+def _link_env(alias: str, me: str, other: Container, ip: str) -> list[str]:
+    """The variables a legacy link brings (ALIAS_NAME, ALIAS_PORT…, ALIAS_ENV_…)."""
+    prefix = re.sub(r"[^A-Za-z0-9_]", "_", alias).upper()
+    env = [f"{prefix}_NAME=/{me}/{alias}"]
+    ports = sorted((other.r["Config"].get("ExposedPorts") or {}).keys(),
+                   key=lambda k: int(k.split("/")[0]) if k.split("/")[0].isdigit() else 0)
+    for i, key in enumerate(ports):
+        port, _, proto = key.partition("/")
+        proto = proto or "tcp"
+        url = f"{proto}://{ip}:{port}"
+        if i == 0:
+            env.append(f"{prefix}_PORT={url}")
+        base = f"{prefix}_PORT_{port}_{proto.upper()}"
+        env += [f"{base}={url}", f"{base}_ADDR={ip}", f"{base}_PORT={port}",
+                f"{base}_PROTO={proto}"]
+    for item in other.r["Config"].get("Env") or []:
+        name, eq, value = str(item).partition("=")
+        if eq and name not in ("HOME", "PATH"):
+            env.append(f"{prefix}_ENV_{name}={value}")
+    return env
 
 
 async def _settled(c: Container) -> None:
@@ -898,6 +944,14 @@ async def rename(svc: ContainerService, name: str, new: str) -> None:
     c.r["Name"] = "/" + new.lstrip("/")
     svc._save(c)
     svc.events.emit("container", "rename", c.id, {"name": c.name, "oldName": "/" + old})
+
+
+def rw_size(svc: ContainerService, c: Container) -> int:
+    """The bytes of the container's own layer (Docker's SizeRw)."""
+    try:
+        return svc.images.snapshots.usage(_snap(c.id))[0]
+    except (MatouError, OSError):
+        return 0
 
 
 def changes(svc: ContainerService, name: str) -> list[dict[str, Any]]:

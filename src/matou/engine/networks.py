@@ -416,9 +416,10 @@ class NetworkService:
                               bool(c.r["HostConfig"].get("PublishAllPorts")))
         used = {e["Ifname"] for e in mat["Endpoints"].values()}
         ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used)
+        mac = str(config.get("MacAddress") or "") if first else ""
         att = await asyncio.to_thread(
             net.attach, c.id, path, self.rules, self.ports, wanted,
-            ((ep.get("IPAMConfig") or {}).get("IPv4Address") or ""), ifname, first)
+            ((ep.get("IPAMConfig") or {}).get("IPv4Address") or ""), ifname, first, mac)
         mat["Endpoints"][rec["Id"]] = {"IP": att.ip, "HostIf": att.host_if, "Ifname": ifname}
         if first:
             mat["IP"] = att.ip

@@ -160,8 +160,25 @@ def build(container_id: str, config: dict[str, Any], host: dict[str, Any],
         mounts.append({"destination": t, "type": "tmpfs", "source": "tmpfs",
                        "options": ["nosuid", "nodev", "noexec", *[o for o in opts.split(",")
                                                                    if o]]})
+    for m in (host.get("Mounts") or []):
+        if m.get("Type") == "tmpfs":  # --mount type=tmpfs
+            opts = m.get("TmpfsOptions") or {}
+            sized = [f"size={int(opts['SizeBytes'])}"] if opts.get("SizeBytes") else []
+            if opts.get("Mode"):
+                sized.append(f"mode={int(opts['Mode']):o}")
+            mounts.append({"destination": m.get("Target"), "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid", "nodev", "noexec", *sized,
+                                       *(["ro"] if m.get("ReadOnly") else [])]})
     for m in volumes or []:
-        mounts.append({"destination": m["Destination"], "type": "bind", "source": m["Source"],
+        source = m["Source"]
+        if m.get("Subpath"):
+            from matou.linux.mount import secure_join
+
+            source = secure_join(source, m["Subpath"])
+            if not os.path.exists(source):
+                raise InvalidArgument(f"cannot access path {source}: subpath does not exist "
+                                      "in the volume")
+        mounts.append({"destination": m["Destination"], "type": "bind", "source": source,
                        "options": ["rbind", "rw" if m["RW"] else "ro",
                                    m.get("Propagation") or "rprivate"]})
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
@@ -235,15 +252,20 @@ def parse_mounts(config: dict[str, Any], host: dict[str, Any]) -> list[dict[str,
     for m in host.get("Mounts") or []:
         kind = m.get("Type", "volume")
         if kind not in ("bind", "volume"):
-            continue  # tmpfs mounts go through HostConfig.Tmpfs
+            continue  # tmpfs mounts are made at start (tmpfs_mounts)
         target = m.get("Target") or ""
         if not target.startswith("/"):
             raise InvalidArgument("invalid mount config: target must be an absolute path")
+        subpath = str((m.get("VolumeOptions") or {}).get("Subpath") or "")
+        if subpath and (subpath.startswith("/") or ".." in subpath.split("/")):
+            raise InvalidArgument(f"invalid mount config: subpath {subpath!r} must be "
+                                  "relative and stay inside the volume")
         out.append({"Type": kind, "Name": m.get("Source", "") if kind == "volume" else "",
                     "Source": m.get("Source", "") if kind == "bind" else "",
                     "Destination": target, "RW": not m.get("ReadOnly"),
                     "Propagation": ((m.get("BindOptions") or {}).get("Propagation")
-                                    or "rprivate"), "Create": False})
+                                    or "rprivate"), "Create": False,
+                    **({"Subpath": subpath} if subpath else {})})
     taken = {x["Destination"] for x in out}
     for dest in (config.get("Volumes") or {}):
         if dest not in taken:

@@ -112,17 +112,18 @@ class BridgeNetwork:
 
     def attach(self, owner: str, netns_path: str, rules: Rules, ports: Allocator,
                wanted: list[Request], ip: str = "", ifname: str = "eth0",
-               default_route: bool = True) -> Attachment:
+               default_route: bool = True, mac: str = "") -> Attachment:
         """``owner``'s interface ``ifname`` on this bridge, inside its namespace; the
         published ``wanted`` ports lead to it."""
         addr = self.pool.allocate(owner, ip)
+        mac = mac.lower() or mac_for(addr)
         host_if = "veth" + hashlib.sha256(f"{owner}:{self.id}".encode()).hexdigest()[:7]
         maps: list[PortMap] = []
         try:
             netlink.delete_link(host_if)  # a leftover of a crash between attach and detach
             gateway = self.gateway if default_route and not self.internal else ""
             netlink.add_veth(host_if, self.bridge, netns_path, netlink.Endpoint(
-                ifname, addr, self.pool.prefixlen, gateway, mac_for(addr), self.mtu))
+                ifname, addr, self.pool.prefixlen, gateway, mac, self.mtu))
             if wanted:
                 maps = ports.allocate(owner, wanted)
                 rules.add([r for m in maps for r in rules.fw.port_rules(addr, m)])
@@ -132,8 +133,8 @@ class BridgeNetwork:
             netlink.delete_link(host_if)
             self.pool.release(owner)
             raise
-        return Attachment(self.id, addr, self.pool.prefixlen, self.gateway, mac_for(addr),
-                          host_if, tuple(maps))
+        return Attachment(self.id, addr, self.pool.prefixlen, self.gateway, mac, host_if,
+                          tuple(maps))
 
     def detach(self, owner: str, att: Attachment, rules: Rules, ports: Allocator,
                unplug: bool = False) -> None:

@@ -24,6 +24,19 @@ def parse_size(text: str) -> int:
     return int(t)
 
 
+class Discard:
+    """The `none` log driver: output reaches attached clients and nothing else."""
+
+    def write(self, stream: str, data: bytes) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class Writer:
     def __init__(self, path: str, max_size: int = 20_000_000, max_file: int = 5) -> None:
         self.path = path

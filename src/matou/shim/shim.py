@@ -152,8 +152,9 @@ class Shim:
     # -- loop ------------------------------------------------------------------------------
 
     def serve(self, listener: socket.socket, sigchld: int) -> None:
-        log = logfile.Writer(self.conf["log"], int(self.conf.get("max_size", 20_000_000)),
-                             int(self.conf.get("max_file", 5)))
+        log: logfile.Writer | logfile.Discard = logfile.Writer(
+            self.conf["log"], int(self.conf.get("max_size", 20_000_000)),
+            int(self.conf.get("max_file", 5))) if self.conf["log"] else logfile.Discard()
         try:
             while self.outputs or self.exit_code is None:
                 fds = [listener.fileno(), sigchld, *self.outputs, *self.exec_fds,
@@ -193,7 +194,7 @@ class Shim:
         except Exception:
             traceback.print_exc()
 
-    def _drain(self, log: logfile.Writer) -> None:
+    def _drain(self, log: logfile.Writer | logfile.Discard) -> None:
         # the container's pty after its exit: read until quiet (see _exec_maybe_done)
         for fd in list(self.outputs):
             os.set_blocking(fd, False)
@@ -205,7 +206,7 @@ class Shim:
             if fd in self.outputs:
                 del self.outputs[fd]
 
-    def _output(self, fd: int, log: logfile.Writer) -> None:
+    def _output(self, fd: int, log: logfile.Writer | logfile.Discard) -> None:
         try:
             data = os.read(fd, 65536)
         except OSError as e:
