@@ -266,7 +266,8 @@ def scan_detach(buf: bytes, keys: bytes) -> tuple[bytes, bytes, bool]:
 
 async def _hijack(request: web.Request, tty: bool, want_stdin: bool, stdin_once: bool,
                   connect: Callable[[], Awaitable[Conn | bytes | None]],
-                  preface: bytes = b"", detach: bytes = b"") -> web.StreamResponse:
+                  preface: bytes = b"", detach: bytes = b"",
+                  reframe: Callable[[bytes], bytes] | None = None) -> web.StreamResponse:
     """Turn the connection into a raw stream between the client and a shim stream.
 
     aiohttp stops reading the connection and we work on our own duplicate of its socket,
@@ -321,7 +322,7 @@ async def _hijack(request: web.Request, tty: bool, want_stdin: bool, stdin_once:
             feeder = asyncio.create_task(pump_in()) if want_stdin else None
             try:
                 while data := await reader.read(65536):
-                    await loop.sock_sendall(raw, data)
+                    await loop.sock_sendall(raw, reframe(data) if reframe else data)
             except OSError:
                 pass
             finally:
@@ -377,7 +378,12 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
         await e.execs.start(exec_id, detach=True)
         return web.Response(status=200)
     config = ex["Config"]
-    tty = bool(config.get("Tty"))
+    # the process has a terminal if the exec was created with one; the stream is framed
+    # as the start request says (dockerd does the same)
+    process_tty = bool(config.get("Tty"))
+    tty = bool(body["Tty"]) if isinstance(body.get("Tty"), bool) else process_tty
+    reframe = None if tty == process_tty else (
+        _frame_stdout if process_tty else _Unframe())
     if ex["Running"] or ex["ExitCode"] is not None:
         raise FailedPrecondition(f"exec {exec_id[:12]} has already run")
 
@@ -394,7 +400,29 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
             return text if tty else struct.pack(">BxxxI", 2, len(text)) + text
 
     return await _hijack(request, tty, bool(config.get("AttachStdin")), True, connect,
-                         detach=detach_keys(config.get("DetachKeys")))
+                         detach=detach_keys(config.get("DetachKeys")), reframe=reframe)
+
+
+def _frame_stdout(data: bytes) -> bytes:
+    return struct.pack(">BxxxI", 1, len(data)) + data
+
+
+class _Unframe:
+    """Multiplexed frames (possibly split across reads) → their payloads, concatenated."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def __call__(self, data: bytes) -> bytes:
+        self.buf += data
+        out = b""
+        while len(self.buf) >= 8:
+            size = struct.unpack(">I", self.buf[4:8])[0]
+            if len(self.buf) < 8 + size:
+                break
+            out += self.buf[8:8 + size]
+            self.buf = self.buf[8 + size:]
+        return out
 
 
 async def exec_inspect(request: web.Request) -> web.StreamResponse:

@@ -204,7 +204,14 @@ async def _spool(request: web.Request, directory: str) -> Any:
 async def load(request: web.Request) -> web.StreamResponse:
     e = engine_of(request)
     with await _spool(request, e.images.store.content.ingest_dir) as body:
-        loaded = await e.images.load(body)
+        try:
+            loaded = await e.images.load(body)
+        except InvalidArgument as err:
+            # dockerd answers 200 and puts a bad archive's error in the progress stream
+            msg = str(err)
+            return web.Response(body=json.dumps({"errorDetail": {"message": msg},
+                                                 "error": msg}).encode() + b"\r\n",
+                                content_type="application/json")
     lines = []
     for item in loaded:
         for t in item.tags:

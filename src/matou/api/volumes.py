@@ -38,8 +38,12 @@ async def create(request: web.Request) -> web.StreamResponse:
     body = await json_body(request, required=False) or {}
     if not isinstance(body, dict):
         raise InvalidArgument("volume config must be a JSON object")
-    v = e.volumes.create(body.get("Name") or None, body.get("Labels") or {},
-                         body.get("DriverOpts") or {}, body.get("Driver") or "local")
+    labels = dict(body.get("Labels") or {})
+    anonymous = not body.get("Name")
+    if anonymous:  # as dockerd 23+: a nameless volume is anonymous, and prune takes it
+        labels.setdefault("com.docker.volume.anonymous", "")
+    v = e.volumes.create(body.get("Name") or None, labels, body.get("DriverOpts") or {},
+                         body.get("Driver") or "local", anonymous=anonymous)
     return json_response(_shape(v), status=201)
 
 
