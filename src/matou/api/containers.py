@@ -228,6 +228,7 @@ async def inspect(request: web.Request) -> web.StreamResponse:
     r["Config"] = {**r["Config"], "Image": c.r["ImageName"]}
     r["Mounts"] = [{k: v for k, v in m.items()} for m in c.r.get("Mounts") or []]
     r.pop("MatouNet", None)
+    r.pop("MatouMacs", None)
     r.setdefault("NetworkSettings", empty_settings())
     return json_response(r)
 
@@ -365,14 +366,25 @@ async def exec_create(request: web.Request) -> web.StreamResponse:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidArgument("exec config must be a JSON object")
-    exec_id = e.execs.create(request.match_info["id"], body)
+    exec_id = e.execs.create(request.match_info["id"], go_fields(body, _EXEC_FIELDS))
     return json_response({"Id": exec_id}, status=201)
+
+
+_EXEC_FIELDS = ("AttachStdin", "AttachStdout", "AttachStderr", "DetachKeys", "Tty", "Env",
+                "Cmd", "Privileged", "User", "WorkingDir", "ConsoleSize", "Detach")
+
+
+def go_fields(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """Go's JSON decoding matches field names case-insensitively, and clients rely on it
+    (docker-py sends exec's `detachKeys`): the known fields under their canonical names."""
+    canon = {f.lower(): f for f in fields}
+    return {canon.get(k.lower(), k): v for k, v in body.items()}
 
 
 async def exec_start(request: web.Request) -> web.StreamResponse:
     e = engine_of(request)
     exec_id = request.match_info["id"]
-    body = await json_body(request, required=False) or {}
+    body = go_fields(await json_body(request, required=False) or {}, _EXEC_FIELDS)
     ex = e.execs.get(exec_id)
     if body.get("Detach"):
         await e.execs.start(exec_id, detach=True)

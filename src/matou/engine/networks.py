@@ -246,7 +246,7 @@ class NetworkService:
             rec.update({"Internal": bool(body.get("Internal")),
                         "Attachable": bool(body.get("Attachable")),
                         "EnableIPv6": bool(body.get("EnableIPv6"))})
-            rec["IPAM"] = {"Driver": "default", "Options": ipam.get("Options") or {},
+            rec["IPAM"] = {"Driver": "default", "Options": ipam.get("Options") or None,
                            "Config": []}
             if configs:
                 conf = {k: configs[0][k] for k in ("Subnet", "IPRange", "Gateway",
@@ -416,7 +416,8 @@ class NetworkService:
                               bool(c.r["HostConfig"].get("PublishAllPorts")))
         used = {e["Ifname"] for e in mat["Endpoints"].values()}
         ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used)
-        mac = str(config.get("MacAddress") or "") if first else ""
+        mac = (c.r.get("MatouMacs") or {}).get(name) or (
+            str(config.get("MacAddress") or "") if first else "")
         att = await asyncio.to_thread(
             net.attach, c.id, path, self.rules, self.ports, wanted,
             ((ep.get("IPAMConfig") or {}).get("IPv4Address") or ""), ifname, first, mac)
@@ -460,9 +461,10 @@ class NetworkService:
         if os.path.exists(path):
             await asyncio.to_thread(bridges.remove_sandbox, path)
         settings = c.r.get("NetworkSettings") or empty_settings()
-        for ep in (settings.get("Networks") or {}).values():
+        macs = c.r.get("MatouMacs") or {}
+        for name, ep in (settings.get("Networks") or {}).items():
             ep.update({"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
-                       "MacAddress": "", "DNSNames": None})
+                       "MacAddress": macs.get(name, ""), "DNSNames": None})
         settings.update({"SandboxID": "", "SandboxKey": "", "Ports": {}, "EndpointID": "",
                          "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""})
 
@@ -483,6 +485,9 @@ class NetworkService:
             raise FailedPrecondition(f"endpoint with name {c.name} already exists in network "
                                      f"{rec['Name']}")
         networks[rec["Name"]] = self._endpoint(rec, conf)
+        if conf.get("MacAddress"):
+            c.r.setdefault("MatouMacs", {})[rec["Name"]] = str(conf["MacAddress"]).lower()
+            networks[rec["Name"]]["MacAddress"] = c.r["MatouMacs"][rec["Name"]]
         if c.running:
             try:
                 await self._plug(c, rec["Name"], self.sandbox_path(c))
@@ -499,9 +504,7 @@ class NetworkService:
     async def detach(self, ref: str, c: Container, force: bool) -> None:
         rec = self.get(ref)
         networks = c.r["NetworkSettings"]["Networks"]
-        if rec["Name"] not in networks:
-            if force:
-                return
+        if rec["Name"] not in networks:  # even with force, as dockerd
             raise FailedPrecondition(f"container {c.id} is not connected to network "
                                      f"{rec['Name']}")
         if rec["Name"] in ("host", "none"):
@@ -510,6 +513,7 @@ class NetworkService:
         if c.running:
             await self._unplug(c, rec["Id"], unplug=True)
         networks.pop(rec["Name"])
+        (c.r.get("MatouMacs") or {}).pop(rec["Name"], None)
         self.save(c)
         self.events.emit("network", "disconnect", rec["Id"], {
             "name": rec["Name"], "type": "bridge", "container": c.id})
