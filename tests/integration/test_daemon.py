@@ -386,3 +386,67 @@ def test_attach_detach_keys_and_logs(daemon: Daemon, busybox_archive: Path) -> N
     while chunk := s.recv(4096):
         data += chunk
     assert data == b"\x01\x00\x00\x00\x00\x00\x00\x07logged\n"
+
+
+def _certs(d: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+        "-keyout", "ca-key.pem", "-out", "ca.pem")
+    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for who in ("server", "client"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={who}", "-keyout",
+            f"{who}-key.pem", "-out", f"{who}.csr")
+        run("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+            "-CAcreateserial", "-days", "2", "-extfile", f"{who}.ext", "-out", f"{who}.pem")
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="no openssl")
+def test_tls_listener_requires_client_certificates(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    _certs(certs)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = Path(f"/run/matou-test-{uuid.uuid4().hex[:8]}")
+    proc = subprocess.Popen(
+        [MATOUD, "-H", f"tcp://127.0.0.1:{port}", "--tlsverify",
+         "--tlscacert", str(certs / "ca.pem"), "--tlscert", str(certs / "server.pem"),
+         "--tlskey", str(certs / "server-key.pem"), "--data-root", str(tmp_path / "data"),
+         "--exec-root", str(run), "--config-file", "/nonexistent", "--bridge", "none"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        host = f"tcp://127.0.0.1:{port}"
+        with_cert = ["docker", "-H", host, "--tlsverify", f"--tlscacert={certs / 'ca.pem'}",
+                     f"--tlscert={certs / 'client.pem'}", f"--tlskey={certs / 'client-key.pem'}"]
+        deadline = time.monotonic() + 20
+        while True:
+            p = subprocess.run([*with_cert, "version", "--format", "{{.Server.APIVersion}}"],
+                               capture_output=True, text=True, timeout=30)
+            if p.returncode == 0:
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, p.stderr
+            time.sleep(0.2)
+        assert p.stdout.strip() == "1.50"
+        # no client certificate, or plain HTTP: refused
+        no_cert = subprocess.run(["docker", "-H", host, "--tls",
+                                  f"--tlscacert={certs / 'ca.pem'}", "version"],
+                                 capture_output=True, text=True, timeout=30)
+        assert no_cert.returncode != 0
+        plain = subprocess.run(["docker", "-H", host, "version"], capture_output=True,
+                               text=True, timeout=30)
+        assert plain.returncode != 0
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["pkill", "-9", "-f", f"matoud -H tcp://127.0.0.1:{port} "],
+                       capture_output=True)
+        shutil.rmtree(run, ignore_errors=True)
