@@ -217,6 +217,15 @@ async def list_(request: web.Request) -> web.StreamResponse:
     limit = _int(request, "limit", -1)
     if limit and limit > 0:
         out = out[:limit]
+    if flag(request, "size"):  # `docker ps -s`: the writable layer, and with the image
+        for item in out:
+            c = e.containers.get(item["Id"])
+            item["SizeRw"] = await asyncio.to_thread(ctrs.rw_size, e.containers, c)
+            try:
+                image_size = (await asyncio.to_thread(e.images.store.get, c.r["Image"])).size
+            except MatouError:
+                image_size = 0
+            item["SizeRootFs"] = item["SizeRw"] + image_size
     return json_response(out)
 
 
