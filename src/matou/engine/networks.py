@@ -527,8 +527,19 @@ class NetworkService:
         mine = {n: ep for n, ep in me.r["NetworkSettings"]["Networks"].items()
                 if n not in PREDEFINED}
         found: list[str] = []
+        linked = {}  # an endpoint's links: ALIAS → container name, on that network
+        for n, ep in mine.items():
+            for link in ep.get("Links") or []:
+                target, _, alias = str(link).partition(":")
+                linked[(alias or target).lower()] = (target.lstrip("/"), n)
         for other in self.members():
             if not other.running:
+                continue
+            if name in linked and linked[name][0] in (other.name, other.id) and \
+                    linked[name][1] in other.r["NetworkSettings"]["Networks"]:
+                ip = other.r["NetworkSettings"]["Networks"][linked[name][1]].get("IPAddress")
+                if ip:
+                    found.append(ip)
                 continue
             for n, ep in other.r["NetworkSettings"]["Networks"].items():
                 if n in mine and ep.get("IPAddress") and name in (
