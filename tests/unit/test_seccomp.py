@@ -47,3 +47,24 @@ def test_docker_default_profile_syscalls_compile() -> None:
              for s in profile["syscalls"]]
     _filter({"defaultAction": profile["defaultAction"],
              "defaultErrnoRet": profile.get("defaultErrnoRet"), "syscalls": calls}).release()
+
+
+def test_program_is_cached_by_spec(tmp_path: Path) -> None:
+    from matou.linux.seccomp import program
+
+    spec = parse_spec({**default_spec(), "linux": {**default_spec()["linux"], "seccomp": {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]}}}).seccomp
+    assert spec is not None
+    cache = tmp_path / "cache"
+    first = program(spec, str(cache))
+    files = list(cache.iterdir())
+    assert len(files) == 1 and files[0].read_bytes() == first.bpf and len(first.bpf) % 8 == 0
+    assert program(spec, str(cache)) == first  # read back, not compiled again
+    files[0].write_bytes(b"torn")  # a damaged entry is compiled afresh
+    assert program(spec, str(cache)) == first
+    other = parse_spec({**default_spec(), "linux": {**default_spec()["linux"], "seccomp": {
+        "defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+        "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]}}}).seccomp
+    assert other is not None
+    assert program(other, str(cache)).flags == 2 and len(list(cache.iterdir())) == 2

@@ -89,9 +89,9 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "setns": 308, "unshare": 272, "capget": 125, "capset": 126,
-               "close_range": 436, "pidfd_open": 434},
+               "close_range": 436, "pidfd_open": 434, "seccomp": 317},
     "aarch64": {"pivot_root": 41, "setns": 268, "unshare": 97, "capget": 90, "capset": 91,
-                "close_range": 436, "pidfd_open": 434},
+                "close_range": 436, "pidfd_open": 434, "seccomp": 277},
 }
 _NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
 
@@ -210,3 +210,12 @@ def ns_type(fd: int, operand: str) -> int:
         return fcntl.ioctl(fd, _NS_GET_NSTYPE)
     except OSError as e:
         raise SystemError_("namespace type", operand, e.errno or 22) from e
+
+
+def seccomp_set_filter(flags: int, keep: bytes, fprog: ctypes.Structure) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, &fprog); ``keep`` is the program that
+    ``fprog`` points into, held alive for the call."""
+    ret = _libc.syscall(_NR["seccomp"], ctypes.c_uint(1), ctypes.c_uint(flags),
+                        ctypes.byref(fprog))
+    del keep
+    _check(ret, "seccomp", "filter")

@@ -3,13 +3,23 @@
 The filter is built in the runtime's own process before it forks into the container,
 and only ``load()`` runs in the container: the library is never looked up inside the
 container's root.
+
+Compiling Docker's default profile (~380 rules, three architectures) and generating its
+BPF costs ~10 ms per process. ``program()`` keeps the generated BPF in a root-only cache
+directory, keyed by the filter's spec, libseccomp's version and the machine, so that
+every later container and exec with the same filter loads the program with one
+seccomp(2) call.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
+import os
+import platform
 from collections import Counter
+from typing import NamedTuple
 
 from matou.errors import InvalidArgument, SystemError_, Unsupported
 from matou.oci.runtime_spec import Seccomp, SeccompSyscall
@@ -88,6 +98,8 @@ def _library() -> ctypes.CDLL:
                                                ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
         lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
         lib.seccomp_load.argtypes = [ctypes.c_void_p]
+        lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.seccomp_version.restype = ctypes.c_void_p
         lib.seccomp_release.argtypes = [ctypes.c_void_p]
         _lib = lib
     return _lib
@@ -164,7 +176,85 @@ class Filter:
     def load(self) -> None:
         self._call(self._lib.seccomp_load(self._ctx), "seccomp_load", "filter")
 
+    def export(self) -> bytes:
+        """The BPF program libseccomp would load (struct sock_filter[])."""
+        fd = os.memfd_create("matou-seccomp", os.MFD_CLOEXEC)
+        try:
+            self._call(self._lib.seccomp_export_bpf(self._ctx, fd), "seccomp_export_bpf",
+                       "filter")
+            os.lseek(fd, 0, os.SEEK_SET)
+            chunks = []
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self._ctx:
             self._lib.seccomp_release(self._ctx)
             self._ctx = None
+
+
+_SECCOMP_SET_MODE_FILTER = 1
+_FLAG_BITS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
+              "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+class Program(NamedTuple):
+    """A generated BPF program and the seccomp(2) flags to load it with."""
+    bpf: bytes
+    flags: int
+
+    def load(self) -> None:
+        from matou.linux import libc
+
+        libc.seccomp_set_filter(self.flags, self.bpf, _SockFprog(len(self.bpf) // 8, self.bpf))
+
+
+def _lib_version() -> str:
+    lib = _library()
+    try:
+        ver = ctypes.cast(lib.seccomp_version(), ctypes.POINTER(ctypes.c_uint * 3)).contents
+        return ".".join(str(x) for x in ver)
+    except (AttributeError, ValueError):
+        return "?"
+
+
+def program(spec: Seccomp, cache_dir: str | None = None) -> Program:
+    """The BPF of ``spec``: from the cache when it is there, else compiled (and cached)."""
+    flags = 0
+    for flag in spec.flags:
+        if flag not in _FLAG_BITS:
+            raise InvalidArgument(f"linux.seccomp.flags: unknown flag {flag!r}")
+        flags |= _FLAG_BITS[flag]
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha256(repr((spec, _lib_version(), platform.machine())).encode())
+        path = os.path.join(cache_dir, key.hexdigest() + ".bpf")
+        try:
+            with open(path, "rb") as cached:
+                bpf = cached.read()
+            if bpf and len(bpf) % 8 == 0:
+                return Program(bpf, flags)
+        except OSError:
+            pass
+    compiled = Filter(spec)
+    try:
+        bpf = compiled.export()
+    finally:
+        compiled.release()
+    if path is not None and cache_dir is not None:
+        try:
+            os.makedirs(cache_dir, 0o700, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as out:
+                out.write(bpf)
+            os.rename(tmp, path)
+        except OSError:
+            pass  # a cache that cannot be written is only slower
+    return Program(bpf, flags)

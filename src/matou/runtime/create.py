@@ -97,7 +97,8 @@ def create(store: Store, opts: Options) -> Record:
     if spec.personality and spec.personality not in _PERSONALITIES:
         raise InvalidArgument(f"linux.personality.domain: unknown {spec.personality!r}")
     # no process is allowed until `start`, which then fails (runtime spec, "start")
-    prepared = prepare(spec.process, spec, opts.preserve_fds) if spec.process else None
+    prepared = prepare(spec.process, spec, opts.preserve_fds, store.seccomp_cache) \
+        if spec.process else None
     cgroup = Manager.for_spec(spec.cgroups_path, opts.container_id, opts.systemd_cgroup)
 
     store.reserve(opts.container_id)

@@ -47,7 +47,7 @@ def exec_process(store: Store, opts: ExecOptions) -> int:
     if status not in (oci_state.CREATED, oci_state.RUNNING):
         raise FailedPrecondition(f"cannot exec in a container in the {status} state")
     spec = parse_spec(rec.config)
-    prepared = prepare(opts.process, spec, opts.preserve_fds)
+    prepared = prepare(opts.process, spec, opts.preserve_fds, store.seccomp_cache)
     joins: list[tuple[str, int]] = []
     for kind in _JOIN_ORDER:
         name = libc.NAMESPACE_PROC_NAMES[kind]

@@ -22,7 +22,7 @@ from typing import NamedTuple, NoReturn
 
 from matou.errors import InvalidArgument, SystemError_, from_oserror
 from matou.linux import caps, libc
-from matou.linux.seccomp import Filter
+from matou.linux.seccomp import Program, program
 from matou.oci.runtime_spec import Process, Spec
 
 # asm-generic/resource.h (x86_64 and aarch64 share these numbers)
@@ -49,11 +49,12 @@ class Prepared(NamedTuple):
     process: Process
     caps: CapSets | None
     rlimits: list[tuple[int, int, int]]
-    seccomp: Filter | None
+    seccomp: Program | None
     preserve_fds: int = 0
 
 
-def prepare(process: Process, spec: Spec, preserve_fds: int = 0) -> Prepared:
+def prepare(process: Process, spec: Spec, preserve_fds: int = 0,
+            seccomp_cache: str | None = None) -> Prepared:
     if not process.args:
         raise InvalidArgument("config.json: process.args: must not be empty")
     capsets = None
@@ -78,7 +79,7 @@ def prepare(process: Process, spec: Spec, preserve_fds: int = 0) -> Prepared:
         raise InvalidArgument("process.apparmorProfile: AppArmor is not enabled on this host")
     if process.selinux_label and not os.path.exists("/sys/fs/selinux/enforce"):
         raise InvalidArgument("process.selinuxLabel: SELinux is not enabled on this host")
-    seccomp = Filter(spec.seccomp) if spec.seccomp is not None else None
+    seccomp = program(spec.seccomp, seccomp_cache) if spec.seccomp is not None else None
     return Prepared(process, capsets, rlimits, seccomp, preserve_fds)
 
 

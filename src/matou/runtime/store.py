@@ -53,6 +53,11 @@ class Store:
     def __init__(self, root: str = DEFAULT_ROOT) -> None:
         self.root = os.path.abspath(root)
 
+    @property
+    def seccomp_cache(self) -> str:
+        """Generated seccomp programs (root-only; beside the state root, not in it)."""
+        return self.root + ".seccomp"
+
     def dir(self, container_id: str) -> str:
         check_id(container_id)
         return os.path.join(self.root, container_id)
