@@ -59,7 +59,8 @@ def test_program_is_cached_by_spec(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first = program(spec, str(cache))
     files = list(cache.iterdir())
-    assert len(files) == 1 and files[0].read_bytes() == first.bpf and len(first.bpf) % 8 == 0
+    assert len(files) == 1 and files[0].read_bytes().endswith(first.bpf)
+    assert len(first.bpf) % 8 == 0
     assert program(spec, str(cache)) == first  # read back, not compiled again
     files[0].write_bytes(b"torn")  # a damaged entry is compiled afresh
     assert program(spec, str(cache)) == first

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import os
-import platform
+import zlib
 from collections import Counter
 from typing import NamedTuple
 
@@ -232,14 +231,17 @@ def program(spec: Seccomp, cache_dir: str | None = None) -> Program:
         if flag not in _FLAG_BITS:
             raise InvalidArgument(f"linux.seccomp.flags: unknown flag {flag!r}")
         flags |= _FLAG_BITS[flag]
+    # an entry is named by a checksum of its key and starts with the key itself, compared
+    # in full on reading (no hashlib: it would map OpenSSL into every shim)
+    key = repr((spec, _lib_version(), os.uname().machine)).encode() + b"\0"
     path = None
     if cache_dir is not None:
-        key = hashlib.sha256(repr((spec, _lib_version(), platform.machine())).encode())
-        path = os.path.join(cache_dir, key.hexdigest() + ".bpf")
+        path = os.path.join(cache_dir, f"{zlib.crc32(key):08x}{zlib.adler32(key):08x}.bpf")
         try:
             with open(path, "rb") as cached:
-                bpf = cached.read()
-            if bpf and len(bpf) % 8 == 0:
+                data = cached.read()
+            bpf = data[len(key):]
+            if data.startswith(key) and bpf and len(bpf) % 8 == 0:
                 return Program(bpf, flags)
         except OSError:
             pass
@@ -253,7 +255,7 @@ def program(spec: Seccomp, cache_dir: str | None = None) -> Program:
             os.makedirs(cache_dir, 0o700, exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
             with open(tmp, "wb") as out:
-                out.write(bpf)
+                out.write(key + bpf)
             os.rename(tmp, path)
         except OSError:
             pass  # a cache that cannot be written is only slower

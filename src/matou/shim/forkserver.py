@@ -1,10 +1,16 @@
-"""The fork server: a single-threaded process forked from matoud before it starts any
-thread, with everything a shim needs already imported. matoud asks it for shims; it
-forks each twice (the shim is nobody's child, so nothing ties it to the daemon's life)
-and reports the shim's pid.
+"""The fork server: a single-threaded process with everything a shim needs already
+imported, and nothing else. matoud asks it for shims; it forks each twice (the shim is
+nobody's child, so nothing ties it to the daemon's life) and reports the shim's pid.
 
     matoud ──socketpair──► fork server ──fork──► (intermediate) ──fork──► shim
-                                                   exits at once
+                           (python -m               exits at once
+                            matou.shim.forkserver)
+
+It is a fresh interpreter (started by matoud before any thread of its own), not a fork of
+matoud: a shim then carries only the runtime and the shim — about half the memory of a
+fork of the daemon with aiohttp, pyroute2 and the engine in it. Its command line ends
+with matoud's own, so that `ps` and `pkill -f` tell which daemon it (and each shim
+forked from it) belongs to.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 from typing import Any, NoReturn
 
@@ -66,15 +74,12 @@ class ForkServer:
         if threading.active_count() > 1:
             raise SystemError_("fork server", "start", 35)  # EDEADLK: threads exist
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = os.fork()
-        if pid == 0:
-            ours.close()
-            try:
-                _serve(theirs)
-            finally:
-                os._exit(1)
+        ours.set_inheritable(False)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "matou.shim.forkserver", str(theirs.fileno()), "--",
+             *sys.argv], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         theirs.close()
-        return cls(ours, pid)
+        return cls(ours, proc.pid)
 
     def spawn(self, conf: dict[str, Any]) -> int:
         """Fork a shim for ``conf``; returns its pid (blocking: call from a thread)."""
@@ -91,3 +96,7 @@ class ForkServer:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
             pass
+
+
+if __name__ == "__main__":
+    _serve(socket.socket(fileno=int(sys.argv[1])))

@@ -26,7 +26,6 @@ import select
 import signal
 import socket
 import struct
-import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -192,6 +191,8 @@ class Shim:
         try:
             handler(arg)
         except Exception:
+            import traceback  # only then: it drags in linecache and tokenize
+
             traceback.print_exc()
 
     def _drain(self, log: logfile.Writer | logfile.Discard) -> None:
