@@ -450,3 +450,46 @@ def test_tls_listener_requires_client_certificates(tmp_path: Path) -> None:
         subprocess.run(["pkill", "-9", "-f", f"matoud -H tcp://127.0.0.1:{port} "],
                        capture_output=True)
         shutil.rmtree(run, ignore_errors=True)
+
+
+OLD_CLI = "/usr/bin/docker"  # Debian's docker.io 20.10: API 1.41
+
+
+@pytest.mark.skipif(not os.path.exists(OLD_CLI) or shutil.which("docker") == OLD_CLI,
+                    reason="no second (20.10) docker CLI")
+def test_the_docker_20_10_cli(daemon: Daemon, busybox_archive: Path, tmp_path: Path) -> None:
+    def old(*args: str) -> str:
+        p = subprocess.run([OLD_CLI, "-H", daemon.host, *args], capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 0, f"{args}: {p.stderr}"
+        return p.stdout
+
+    assert "1.41" in old("version", "--format", "{{.Client.APIVersion}}")
+    old("load", "-i", str(busybox_archive))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    old("run", "-d", "--name", "w20", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c",
+        "echo served > /index.html; exec httpd -f -p 80 -h /")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=3) as c:
+                c.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+                reply = b""
+                while chunk := c.recv(4096):
+                    reply += chunk
+            break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert reply.endswith(b"served\n")
+    (tmp_path / "in.txt").write_text("copied in\n")
+    old("cp", str(tmp_path / "in.txt"), "w20:/tmp/in.txt")
+    old("cp", "w20:/tmp/in.txt", str(tmp_path / "out.txt"))
+    assert (tmp_path / "out.txt").read_text() == "copied in\n"
+    assert old("exec", "w20", "cat", "/tmp/in.txt") == "copied in\n"
+    assert "w20" in old("stats", "--no-stream", "--format", "{{.Name}}")
+    assert "httpd" in old("top", "w20")
+    assert old("ps", "--format", "{{.Ports}}") == f"127.0.0.1:{port}->80/tcp\n"
+    old("rm", "-f", "w20")
