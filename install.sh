@@ -8,11 +8,12 @@ venv=${MATOU_VENV:-/opt/matou/venv}
 [ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
 
 # runtime needs: python3-venv, libseccomp2, busybox-static (images for tests and the demo),
-# procps (`ps`), util-linux (unshare, mount), iptables (bridge networks: NAT, forwarding);
+# procps (`ps`), util-linux (unshare, mount), iptables (bridge networks: NAT, forwarding),
+# gcc + libc6-dev (matou-supervise, the small native supervisor of a running container);
 # peers for tests/benchmarks: containerd, runc, crun, docker-compose (v1, a real client);
 # hyperfine for bench/.
 packages=(python3 python3-venv libseccomp2 busybox-static procps util-linux iproute2 iptables
-          containerd runc crun docker-compose hyperfine)
+          gcc libc6-dev containerd runc crun docker-compose hyperfine)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,6 +28,10 @@ fi
 # byte-compile now: with PYTHONDONTWRITEBYTECODE set, every run would recompile the
 # sources, which triples matou-runtime's start-up
 "$venv/bin/python" -m compileall -q "$here/src" >/dev/null
+# the resident supervisor of a running container (~1 MiB instead of an interpreter's 13);
+# shims fall back to serving in Python when it is missing
+gcc -O2 -Wall -Werror -o "$venv/bin/matou-supervise.new" "$here/src/matou/shim/native/supervise.c"
+mv "$venv/bin/matou-supervise.new" "$venv/bin/matou-supervise"
 for cmd in matou-runtime matou-images matoud; do
   ln -sf "$venv/bin/$cmd" "/usr/local/bin/$cmd"
 done

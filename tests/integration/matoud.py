@@ -105,6 +105,9 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         d.stop()
         if d.proc is not None:  # its fork server goes when the daemon does; make sure
             subprocess.run(["pkill", "-9", "-f", f"matoud -H {d.host} "], capture_output=True)
+            # and the native supervisors of containers a failing test left running
+            subprocess.run(["pkill", "-9", "-f", f"matou-supervise {d.run}/"],
+                           capture_output=True)
         leftovers(d)
         shutil.rmtree(d.run, ignore_errors=True)
         subprocess.run(["umount", "-R", "-l", str(d.data)], capture_output=True)

@@ -42,7 +42,7 @@ from matou.linux import libc, unixsock
 from matou.oci import timestamps
 from matou.shim import logfile
 from matou.shim.forkserver import ForkServer
-from matou.shim.shim import atomic_json
+from matou.shim.shim import atomic_json, exec_paths
 
 _ADJ = ("admiring", "brave", "calm", "eager", "gifted", "happy", "jolly", "keen", "lucid",
         "nifty", "quirky", "serene", "stoic", "vibrant", "wizardly", "zealous")
@@ -419,6 +419,7 @@ class ContainerService:
                         "FinishedAt": result.get("FinishedAt") or _now()})
         self._save(c)
         c.exited.set()  # before anything that could fail: waiters must always wake
+        await asyncio.to_thread(self._runtime_delete, c)
         await asyncio.to_thread(self._unmount, c)
         await self.networks.disconnect(c)
         self._save(c)
@@ -471,6 +472,17 @@ class ContainerService:
         except Exception as e:  # recorded like any failed start; the policy may retry
             c.state["Error"] = str(e)
             self._save(c)
+
+    def _runtime_delete(self, c: Container) -> None:
+        """The runtime's state and cgroup of a run that ended (the native supervisor
+        leaves them: it has no runtime in it)."""
+        from matou.runtime.delete import delete
+        from matou.runtime.store import Store
+
+        try:
+            delete(Store(self.runtime_root), c.id, force=True)
+        except (MatouError, OSError):
+            pass  # already gone (the Python shim deletes too)
 
     def _unmount(self, c: Container) -> None:
         rootfs = os.path.join(self._dir(c), "rootfs")
@@ -842,7 +854,18 @@ class ExecService:
         if not c.running:
             raise FailedPrecondition(f"Container {c.id} is not running")
         config = ex["Config"]
-        sock = os.path.join(self.containers._rundir(c), "shim.sock")
+        # each exec has a helper of its own, forked by the fork server: the container's
+        # resident supervisor stays small (and native)
+        rundir = self.containers._rundir(c)
+        sock, _ = exec_paths(rundir, exec_id)
+        await asyncio.to_thread(self.containers.forks.spawn, {
+            "kind": "exec", "dir": rundir, "id": c.id, "exec_id": exec_id,
+            "runtime_root": self.containers.runtime_root})
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock):
+            if time.monotonic() > deadline:
+                raise FailedPrecondition("exec helper did not come up")
+            await asyncio.sleep(0.002)
         reader, writer = await _open(sock)
         writer.write(json.dumps({
             "cmd": "exec", "id": exec_id, "process": self._process(c, config),
@@ -868,22 +891,23 @@ class ExecService:
         ex = self.get(exec_id)
         if ex["Running"]:
             c = self.containers.containers.get(ex["ContainerID"])
+            sock, record = exec_paths(self.containers._rundir(c), exec_id) if c else ("", "")
             status = None
-            if c is not None and c.running:
-                status = await _shim_call(os.path.join(self.containers._rundir(c), "shim.sock"),
-                                          {"cmd": "exec-status", "id": exec_id})
+            if sock and os.path.exists(sock):
+                status = await _shim_call(sock, {"cmd": "exec-status", "id": exec_id})
+            if status is None and record and os.path.exists(record):
+                status = _read_json(record)  # the helper is gone: what it recorded
             if status is None or status.get("exit") is not None:
                 ex["Running"] = False
-                ex["ExitCode"] = (status or {}).get("exit", 137 if status is None else 0)
-                if status is None:
-                    ex["ExitCode"] = 137
+                ex["ExitCode"] = 137 if status is None or status.get("exit") is None \
+                    else status["exit"]
         return ex
 
     async def resize(self, exec_id: str, h: int, w: int) -> None:
         ex = self.get(exec_id)
         c = self.containers.get(ex["ContainerID"])
-        await _shim_call(os.path.join(self.containers._rundir(c), "shim.sock"),
-                         {"cmd": "exec-resize", "id": exec_id, "h": h, "w": w})
+        sock, _ = exec_paths(self.containers._rundir(c), exec_id)
+        await _shim_call(sock, {"cmd": "exec-resize", "id": exec_id, "h": h, "w": w})
 
 
 # -- more of Docker's verbs on a container ---------------------------------------------------

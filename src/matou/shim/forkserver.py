@@ -52,6 +52,8 @@ def _serve(sock: socket.socket) -> NoReturn:
                 for fd in (0, 1, 2):
                     os.dup2(null, fd)
                 os.close(null)
+                if conf.get("kind") == "exec":
+                    shim.run_exec(conf)
                 shim.run(conf)
             os.write(w, str(grandchild).encode())
             os._exit(0)

@@ -26,6 +26,7 @@ import select
 import signal
 import socket
 import struct
+import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -87,6 +88,8 @@ class Shim:
         self.master = -1
         self.execs: dict[str, _Exec] = {}
         self.exec_fds: dict[int, str] = {}   # output fd -> exec id
+        self.exec_only = False               # the helper of one `docker exec`
+        self.listener: socket.socket
 
     # -- start ---------------------------------------------------------------------------
 
@@ -150,12 +153,19 @@ class Shim:
 
     # -- loop ------------------------------------------------------------------------------
 
+    def _running(self) -> bool:
+        if self.exec_only:  # an exec's helper: until its process ended and was streamed
+            return not self.execs or any(ex.exit is None or ex.outputs
+                                         for ex in self.execs.values())
+        return bool(self.outputs) or self.exit_code is None
+
     def serve(self, listener: socket.socket, sigchld: int) -> None:
+        self.listener = listener
         log: logfile.Writer | logfile.Discard = logfile.Writer(
             self.conf["log"], int(self.conf.get("max_size", 20_000_000)),
-            int(self.conf.get("max_file", 5))) if self.conf["log"] else logfile.Discard()
+            int(self.conf.get("max_file", 5))) if self.conf.get("log") else logfile.Discard()
         try:
-            while self.outputs or self.exit_code is None:
+            while self._running():
                 fds = [listener.fileno(), sigchld, *self.outputs, *self.exec_fds,
                        *(c.sock.fileno() for c in self.clients if not c.eof)]
                 try:
@@ -178,7 +188,7 @@ class Shim:
                         c = next((c for c in self.clients if c.sock.fileno() == fd), None)
                         if c is not None:  # None: dropped earlier in this round
                             self._guarded(self._from_client, c)
-                if self.exit_code is not None and not self.outputs:
+                if self.exit_code is not None and not self.outputs and not self.exec_only:
                     break
                 if self.exit_code is not None and self.master >= 0:
                     # a pty's master never sees EOF while a reader might reopen the slave
@@ -304,6 +314,8 @@ class Shim:
                 reply = {"error": str(e)}
             c.sock.sendall(json.dumps(reply).encode() + b"\n")
             self._drop(c)
+            if "pid" in reply:
+                self._hand_over()
         elif cmd == "exec":
             self._exec(c, req, rest)
         elif cmd == "exec-status":
@@ -329,6 +341,40 @@ class Shim:
             self._drop(c)
         else:
             self._drop(c)
+
+    def _hand_over(self) -> None:
+        """Become matou-supervise (same process, same children, same fds): the running
+        container's resident supervisor is then ~1 MiB of C, not an interpreter. Without
+        the binary (or if the exec fails) this process goes on serving."""
+        native = supervisor()
+        if native is None or self.exec_only or self.execs or self.exit_code is not None:
+            return
+        passed = [self.listener.fileno(), *self.outputs]
+        if self.stdin_w >= 0:
+            passed.append(self.stdin_w)
+        clients = []
+        for c in self.clients:
+            if c.mode == "attach":
+                mask = (1 if STDOUT in c.streams else 0) | (2 if STDERR in c.streams else 0)
+                clients.append(f"{c.sock.fileno()}:{mask}:{int(c.stdin)}")
+            elif c.mode == "wait":
+                clients.append(f"{c.sock.fileno()}:-1:0")
+            else:
+                continue
+            passed.append(c.sock.fileno())
+        for fd in passed:
+            os.set_inheritable(fd, True)
+        outs = ",".join(f"{fd}:{stream}" for fd, stream in self.outputs.items())
+        try:
+            os.execv(native, [native, self.dir, str(self.init_pid), str(int(self.tty)),
+                              str(int(bool(self.conf.get("stdin_once")))),
+                              self.conf.get("log") or "-",
+                              str(int(self.conf.get("max_size", 20_000_000))),
+                              str(int(self.conf.get("max_file", 5))),
+                              str(self.listener.fileno()), str(self.stdin_w), outs, *clients])
+        except OSError:
+            for fd in passed:
+                os.set_inheritable(fd, False)
 
     def _exec(self, c: _Client, req: dict[str, Any], rest: bytes) -> None:
         from matou.oci.runtime_spec import parse_process
@@ -492,26 +538,67 @@ class Shim:
             pass
 
 
+def supervisor() -> str | None:
+    """The native supervisor next to this interpreter (installed by install.sh), if any."""
+    path = os.environ.get("MATOU_SUPERVISE") or os.path.join(
+        os.path.dirname(sys.executable), "matou-supervise")
+    return path if path != "none" and os.access(path, os.X_OK) else None
+
+
+def _become(path: str) -> tuple[socket.socket, int]:
+    """A session leader and child subreaper that ignores the daemon's signals, listening
+    on ``path``; returns the listener and the read end of the SIGCHLD wake-up pipe."""
+    os.setsid()
+    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # the daemon's death is not ours
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if os.path.exists(path):
+        os.unlink(path)
+    unixsock.bind(listener, path)
+    os.chmod(path, 0o600)
+    listener.listen(16)
+    return listener, r
+
+
+def exec_paths(rundir: str, exec_id: str) -> tuple[str, str]:
+    """An exec helper's control socket and the record of its process's exit."""
+    return (os.path.join(rundir, f"exec-{exec_id[:16]}.sock"),
+            os.path.join(rundir, f"exec-{exec_id[:16]}.json"))
+
+
+def run_exec(conf: dict[str, Any]) -> NoReturn:
+    """The helper of one `docker exec` (in a freshly forked process): it starts the
+    process in the container when asked on its socket, streams it, reaps it, records its
+    exit code and ends. The container's own supervisor is not involved."""
+    code = 0
+    shim = Shim({**conf, "log": ""})
+    shim.exec_only = True
+    sock, status = exec_paths(conf["dir"], conf["exec_id"])
+    try:
+        listener, r = _become(sock)
+        shim.serve(listener, r)
+        ex = next(iter(shim.execs.values()), None)
+        atomic_json(status, {"exit": ex.exit if ex is not None else None})
+    except BaseException:
+        code = 1
+    try:
+        os.unlink(sock)
+    except OSError:
+        pass
+    os._exit(code)
+
+
 def run(conf: dict[str, Any]) -> NoReturn:
     """The shim's main (in a freshly forked, session-leading process)."""
     code = 0
     shim = Shim(conf)
     try:
-        os.setsid()
-        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)  # the daemon's death is not ours
-        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        path = os.path.join(conf["dir"], "shim.sock")
-        if os.path.exists(path):
-            os.unlink(path)
-        unixsock.bind(listener, path)
-        os.chmod(path, 0o600)
-        listener.listen(16)
+        listener, r = _become(os.path.join(conf["dir"], "shim.sock"))
         try:
             shim.launch()
         except Exception as e:
