@@ -12,6 +12,7 @@ the daemon starts again (live restore).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -858,14 +859,20 @@ class ExecService:
         # resident supervisor stays small (and native)
         rundir = self.containers._rundir(c)
         sock, _ = exec_paths(rundir, exec_id)
-        await asyncio.to_thread(self.containers.forks.spawn, {
-            "kind": "exec", "dir": rundir, "id": c.id, "exec_id": exec_id,
-            "runtime_root": self.containers.runtime_root})
-        deadline = time.monotonic() + 10
-        while not os.path.exists(sock):
-            if time.monotonic() > deadline:
-                raise FailedPrecondition("exec helper did not come up")
-            await asyncio.sleep(0.002)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            unixsock.bind(listener, sock)
+            os.chmod(sock, 0o600)
+            listener.listen(4)
+            await asyncio.to_thread(self.containers.forks.spawn, {
+                "kind": "exec", "dir": rundir, "id": c.id, "exec_id": exec_id,
+                "runtime_root": self.containers.runtime_root}, (listener.fileno(),))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(sock)
+            raise
+        finally:
+            listener.close()  # the helper has its own copy
         reader, writer = await _open(sock)
         writer.write(json.dumps({
             "cmd": "exec", "id": exec_id, "process": self._process(c, config),
@@ -897,6 +904,8 @@ class ExecService:
                 status = await _shim_call(sock, {"cmd": "exec-status", "id": exec_id})
             if status is None and record and os.path.exists(record):
                 status = _read_json(record)  # the helper is gone: what it recorded
+                with contextlib.suppress(OSError):
+                    os.unlink(record)  # kept here from now on (healthchecks make many)
             if status is None or status.get("exit") is not None:
                 ex["Running"] = False
                 ex["ExitCode"] = 137 if status is None or status.get("exit") is None \

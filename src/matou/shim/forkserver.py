@@ -34,12 +34,14 @@ def _serve(sock: socket.socket) -> NoReturn:
 
     while True:
         try:
-            data = sock.recv(1 << 20)
+            data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 4)
         except InterruptedError:
             continue
         if not data:
             os._exit(0)  # the daemon is gone
         conf: dict[str, Any] = json.loads(data)
+        if fds:
+            conf["fds"] = fds  # passed on to the shim: inheritable in its process only
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -58,6 +60,8 @@ def _serve(sock: socket.socket) -> NoReturn:
             os.write(w, str(grandchild).encode())
             os._exit(0)
         os.close(w)
+        for fd in fds:
+            os.close(fd)
         shim_pid = int(os.read(r, 64) or b"0")
         os.close(r)
         os.waitpid(pid, 0)
@@ -83,10 +87,11 @@ class ForkServer:
         theirs.close()
         return cls(ours, proc.pid)
 
-    def spawn(self, conf: dict[str, Any]) -> int:
-        """Fork a shim for ``conf``; returns its pid (blocking: call from a thread)."""
+    def spawn(self, conf: dict[str, Any], fds: tuple[int, ...] = ()) -> int:
+        """Fork a shim for ``conf`` (handing it ``fds``); returns its pid (blocking: call
+        from a thread)."""
         with self.lock:
-            self.sock.send(json.dumps(conf).encode())
+            socket.send_fds(self.sock, [json.dumps(conf).encode()], list(fds))
             reply = self.sock.recv(4096)
         if not reply:
             raise SystemError_("fork server", "spawn", 32)

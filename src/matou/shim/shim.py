@@ -545,9 +545,10 @@ def supervisor() -> str | None:
     return path if path != "none" and os.access(path, os.X_OK) else None
 
 
-def _become(path: str) -> tuple[socket.socket, int]:
+def _become(path: str, listener: socket.socket | None = None) -> tuple[socket.socket, int]:
     """A session leader and child subreaper that ignores the daemon's signals, listening
-    on ``path``; returns the listener and the read end of the SIGCHLD wake-up pipe."""
+    on ``path`` (or on ``listener``, made by the daemon); returns the listener and the read
+    end of the SIGCHLD wake-up pipe."""
     os.setsid()
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -556,6 +557,8 @@ def _become(path: str) -> tuple[socket.socket, int]:
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
+    if listener is not None:
+        return listener, r
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     if os.path.exists(path):
         os.unlink(path)
@@ -573,14 +576,16 @@ def exec_paths(rundir: str, exec_id: str) -> tuple[str, str]:
 
 def run_exec(conf: dict[str, Any]) -> NoReturn:
     """The helper of one `docker exec` (in a freshly forked process): it starts the
-    process in the container when asked on its socket, streams it, reaps it, records its
+    process in the container when asked on its socket (already listening: the daemon
+    made it and passed it, so it can connect at once), streams it, reaps it, records its
     exit code and ends. The container's own supervisor is not involved."""
     code = 0
     shim = Shim({**conf, "log": ""})
     shim.exec_only = True
     sock, status = exec_paths(conf["dir"], conf["exec_id"])
     try:
-        listener, r = _become(sock)
+        given = conf.get("fds") or []
+        listener, r = _become(sock, socket.socket(fileno=given[0]) if given else None)
         shim.serve(listener, r)
         ex = next(iter(shim.execs.values()), None)
         atomic_json(status, {"exit": ex.exit if ex is not None else None})
