@@ -418,6 +418,10 @@ class ContainerService:
                         "ExitCode": int(result.get("ExitCode", 255)),
                         "Error": result.get("Error", ""),
                         "FinishedAt": result.get("FinishedAt") or _now()})
+        # restarting before the waiters wake, as dockerd: a client that waited must not
+        # find it removable without force
+        restart = not c.r["HostConfig"].get("AutoRemove") and self._should_restart(c)
+        c.state["Restarting"] = restart
         self._save(c)
         c.exited.set()  # before anything that could fail: waiters must always wake
         await asyncio.to_thread(self._runtime_delete, c)
@@ -431,8 +435,11 @@ class ContainerService:
             task = asyncio.create_task(self._auto_remove(c))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
-        elif self._should_restart(c):
+        elif restart and self._should_restart(c):
             c.restart_task = asyncio.create_task(self._restart_later(c))
+        elif c.state.get("Restarting"):  # stopped meanwhile
+            c.state["Restarting"] = False
+            self._save(c)
 
     async def _auto_remove(self, c: Container) -> None:
         try:
@@ -533,6 +540,7 @@ class ContainerService:
         if c.restart_task is not None:
             c.restart_task.cancel()
         if not c.running:
+            c.state["Restarting"] = False
             self._save(c)
             return False
         stop_signal = _signal(c.r["Config"].get("StopSignal") or "SIGTERM")
