@@ -101,3 +101,20 @@ def test_without_the_supervisor_the_shim_serves(tmp_path: Path, busybox_archive:
         subprocess.run(["pkill", "-9", "-f", f"matoud -H {d.host} "], capture_output=True)
         shutil.rmtree(d.run, ignore_errors=True)
         subprocess.run(["umount", "-R", "-l", str(d.data)], capture_output=True)
+
+
+def test_exec_helpers_end_with_their_exec(daemon: Daemon, busybox_archive: Path) -> None:
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    cid = d.docker("run", "-d", "busybox", "sleep", "600").stdout.strip()
+    assert d.docker("exec", cid, "nosuchcmd", check=False).returncode == 126
+    assert d.docker("exec", cid, "sh", "-c", "exit 7", check=False).returncode == 7
+    d.docker("exec", "-d", cid, "sleep", "1")
+    rundir = d.run / "containers" / cid
+    deadline = time.monotonic() + 10
+    while list(rundir.glob("exec-*.sock")):  # each helper removes its socket as it ends
+        assert time.monotonic() < deadline, list(rundir.glob("exec-*.sock"))
+        time.sleep(0.1)
+    helpers = subprocess.run(["pgrep", "-f", f"matoud -H {d.host} "], capture_output=True,
+                             text=True).stdout.split()
+    assert len(helpers) == 2  # matoud and its fork server: no helper left waiting

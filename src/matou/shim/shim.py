@@ -27,6 +27,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -89,6 +90,8 @@ class Shim:
         self.execs: dict[str, _Exec] = {}
         self.exec_fds: dict[int, str] = {}   # output fd -> exec id
         self.exec_only = False               # the helper of one `docker exec`
+        self.exec_tried = False
+        self.born = time.monotonic()
         self.listener: socket.socket
 
     # -- start ---------------------------------------------------------------------------
@@ -155,8 +158,9 @@ class Shim:
 
     def _running(self) -> bool:
         if self.exec_only:  # an exec's helper: until its process ended and was streamed
-            return not self.execs or any(ex.exit is None or ex.outputs
-                                         for ex in self.execs.values())
+            if not self.execs:  # nothing asked yet, or the start failed (answered)
+                return not self.exec_tried and time.monotonic() < self.born + 30
+            return any(ex.exit is None or ex.outputs for ex in self.execs.values())
         return bool(self.outputs) or self.exit_code is None
 
     def serve(self, listener: socket.socket, sigchld: int) -> None:
@@ -382,6 +386,7 @@ class Shim:
         from matou.runtime.foreground import console_pair
         from matou.runtime.store import Store
 
+        self.exec_tried = True
         ex = _Exec(c, bool(req.get("tty")))
         saved = [os.dup(fd) for fd in (0, 1, 2)]
         ours = theirs = None
