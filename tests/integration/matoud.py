@@ -99,21 +99,49 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         yield d
     finally:
         if d.proc is not None and d.proc.poll() is None:
-            ids = d.docker("ps", "-aq", check=False).stdout.split()
-            if ids:
-                d.docker("rm", "-f", *ids, check=False)
-        d.stop()
+            try:
+                ids = d.docker("ps", "-aq", check=False).stdout.split()
+                if ids:
+                    d.docker("rm", "-f", *ids, check=False)
+            except subprocess.TimeoutExpired:
+                pass  # the daemon and what it left are killed below all the same
+        try:
+            d.stop()
+        except subprocess.TimeoutExpired:
+            pass
         if d.proc is not None:  # its fork server goes when the daemon does; make sure
             subprocess.run(["pkill", "-9", "-f", f"matoud -H {d.host} "], capture_output=True)
             # and the native supervisors of containers a failing test left running
             subprocess.run(["pkill", "-9", "-f", f"matou-supervise {d.run}/"],
                            capture_output=True)
+        _kill_containers(d)
         leftovers(d)
         shutil.rmtree(d.run, ignore_errors=True)
         subprocess.run(["umount", "-R", "-l", str(d.data)], capture_output=True)
         for cg in Path("/sys/fs/cgroup").glob("*/matou"):
             with contextlib.suppress(OSError):
                 cg.rmdir()
+
+
+def _kill_containers(d: Daemon) -> None:
+    """Containers a failed test left running (their daemon gone): thawed, killed, and
+    their cgroups removed."""
+    root = d.data / "containers"
+    for cid in (os.listdir(root) if root.is_dir() else []):
+        with contextlib.suppress(OSError):
+            Path(f"/sys/fs/cgroup/freezer/matou/{cid}/freezer.state").write_text("THAWED")
+        for procs in Path("/sys/fs/cgroup").glob(f"*/matou/{cid}/cgroup.procs"):
+            with contextlib.suppress(OSError):
+                for pid in procs.read_text().split():
+                    os.kill(int(pid), signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        for cg in Path("/sys/fs/cgroup").glob(f"*/matou/{cid}"):
+            while time.monotonic() < deadline:
+                try:
+                    cg.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.05)
 
 
 def netfilter_rules(prefix: str) -> list[str]:

@@ -1,1 +1,1 @@
-"""Engine API client edge (filled by the CLI issue)."""
+"""Engine API client edge: the transport the `matou` CLI uses (transport.py)."""

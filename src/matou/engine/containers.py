@@ -529,8 +529,18 @@ class ContainerService:
         c = self.get(name)
         if not c.running:
             raise FailedPrecondition(f"Container {c.id} is not running")
+        paused = bool(c.state.get("Paused"))
+        if paused and sig != signal.SIGKILL:
+            raise FailedPrecondition(f"Container {c.id} is paused. Unpause the container "
+                                     "before stopping or killing")
         c.r["ManuallyStopped"] = True  # as dockerd: a killed container is not restarted
         await asyncio.to_thread(kill, Store(self.runtime_root), c.id, sig)
+        if paused:  # a frozen process takes its SIGKILL once thawed
+            from matou.runtime.pause import resume
+
+            with contextlib.suppress(MatouError):
+                await asyncio.to_thread(resume, Store(self.runtime_root), c.id)
+            c.state.update({"Paused": False, "Status": "running"})
         self.events.emit("container", "kill", c.id, {"name": c.name, "signal": str(sig),
                                                       "image": c.r["ImageName"]})
 
@@ -544,6 +554,8 @@ class ContainerService:
             self._save(c)
             return False
         stop_signal = _signal(c.r["Config"].get("StopSignal") or "SIGTERM")
+        if c.state.get("Paused"):
+            stop_signal = signal.SIGKILL  # frozen: nothing could handle a gentler one
         if timeout is None:
             timeout = int(c.r["Config"].get("StopTimeout") or 10)
         try:

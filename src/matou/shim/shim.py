@@ -268,7 +268,9 @@ class Shim:
                         not self.tty:
                     os.close(self.stdin_w)
                     self.stdin_w = -1
-                self._drop(c)
+                # a half-close (stdin done): the output still goes to this client, which
+                # is dropped when a send fails or the container ends
+                c.eof = True
                 return
             if c.stdin:
                 _feed(self.stdin_w, data)

@@ -49,6 +49,7 @@ struct client {
     int mode;
     int streams; /* bit 1: stdout, bit 2: stderr */
     int stdin_on;
+    int eof; /* the client half-closed: not polled, still sent the output */
     size_t len;
     char buf[4096];
 };
@@ -212,7 +213,7 @@ static void log_flush(void)
 
 /* -- clients ----------------------------------------------------------------------------- */
 
-static void send_all(int fd, const void *p, size_t n)
+static int send_all(int fd, const void *p, size_t n)
 {
     const char *c = p;
     while (n > 0) {
@@ -220,11 +221,12 @@ static void send_all(int fd, const void *p, size_t n)
         if (k < 0) {
             if (errno == EINTR)
                 continue;
-            return;
+            return -1;
         }
         c += k;
         n -= k;
     }
+    return 0;
 }
 
 static void drop(int i)
@@ -372,15 +374,17 @@ static int from_client(int i)
 {
     struct client *c = &clients[i];
     char data[BUF];
-    ssize_t n = recv(c->fd, data, sizeof data, 0);
+    ssize_t n = recv(c->fd, data, sizeof data, MSG_DONTWAIT); /* never block the loop */
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
         return 0;
     if (c->mode == M_ATTACH) {
         if (n <= 0) {
             if (c->stdin_on && stdin_once)
                 close_stdin();
-            drop(i);
-            return 1;
+            /* a half-close (stdin done): the output still goes to this client; it is
+             * dropped when the container ends */
+            c->eof = 1;
+            return 0;
         }
         if (c->stdin_on)
             feed_stdin(data, n);
@@ -442,13 +446,12 @@ static int from_output(int k)
     int stream = outs[k].stream;
     log_write(stream, data, n);
     unsigned char head[8] = {stream, 0, 0, 0, n >> 24, n >> 16, n >> 8, n};
-    for (int i = 0; i < nclients; i++) {
+    for (int i = nclients - 1; i >= 0; i--) {
         struct client *c = &clients[i];
         if (c->mode != M_ATTACH || !(c->streams & (1 << stream)))
             continue;
-        if (!tty)
-            send_all(c->fd, head, 8);
-        send_all(c->fd, data, n);
+        if ((!tty && send_all(c->fd, head, 8) < 0) || send_all(c->fd, data, n) < 0)
+            drop(i); /* gone: the client closed its side for good */
     }
     return 1;
 }
@@ -560,8 +563,8 @@ int main(int argc, char **argv)
         for (int k = 0; k < nouts; k++)
             fds[n++] = (struct pollfd){outs[k].fd, POLLIN, 0};
         int first_client = n;
-        for (int i = 0; i < nclients; i++)
-            fds[n++] = (struct pollfd){clients[i].fd, POLLIN, 0};
+        for (int i = 0; i < nclients; i++)  /* a half-closed client: fd -1, never ready */
+            fds[n++] = (struct pollfd){clients[i].eof ? -1 : clients[i].fd, POLLIN, 0};
         /* a PTY's master never reports EOF while someone might reopen the slave: once
          * the container has exited, it is read until it stays quiet for 50 ms */
         int timeout = (exited && tty) ? 50 : -1;
@@ -587,8 +590,9 @@ int main(int argc, char **argv)
             if (fds[first_out + k].revents)
                 from_output(k);
         int had = nclients;
-        for (int i = had - 1; i >= 0; i--)
-            if (fds[first_client + i].revents && i < nclients)
+        for (int i = had - 1; i >= 0; i--)  /* the same client as when polled, still */
+            if (fds[first_client + i].revents && i < nclients &&
+                fds[first_client + i].fd == clients[i].fd)
                 from_client(i);
         if (fds[1].revents & POLLIN) {
             int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);

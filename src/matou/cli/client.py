@@ -1,0 +1,1035 @@
+"""`matou`: the client, with docker's verbs, flags and output.
+
+    matou [-H HOST] [--tls…] COMMAND …        (DOCKER_HOST / MATOU_HOST pick the daemon)
+
+The short forms (`matou ps`) and the management forms (`matou container ls`) are the
+same commands. Exit codes are docker's: 125 when the daemon refuses, 126/127 when the
+command cannot run, else the container's own. Imports are lazy: `matou version` costs
+little more than an interpreter start.
+
+May import: client, cli.formatting (and stdlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from matou.cli import formatting as fmt
+from matou.client.transport import ApiError, Client, Unreachable
+
+Handler = Callable[[Client, argparse.Namespace], int]
+COMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], str]] = {}
+MANAGEMENT = {
+    "container": {"ls": "ps", "list": "ps", "ps": "ps", "run": "run", "create": "create",
+                  "start": "start", "stop": "stop", "restart": "restart", "kill": "kill",
+                  "rm": "rm", "remove": "rm", "logs": "logs", "exec": "exec",
+                  "inspect": "inspect", "top": "top", "port": "port", "wait": "wait",
+                  "pause": "pause", "unpause": "unpause", "rename": "rename", "diff": "diff",
+                  "export": "export", "prune": "container-prune", "stats": "stats",
+                  "attach": "attach", "commit": "commit", "cp": "cp", "update": "update"},
+    "image": {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi", "tag": "tag",
+              "inspect": "image-inspect", "history": "history", "prune": "image-prune",
+              "save": "save", "load": "load", "import": "import", "pull": "pull"},
+    "volume": {"ls": "volume-ls", "list": "volume-ls", "create": "volume-create",
+               "rm": "volume-rm", "remove": "volume-rm", "inspect": "volume-inspect",
+               "prune": "volume-prune"},
+    "network": {"ls": "network-ls", "list": "network-ls", "create": "network-create",
+                "rm": "network-rm", "remove": "network-rm", "inspect": "network-inspect",
+                "connect": "network-connect", "disconnect": "network-disconnect",
+                "prune": "network-prune"},
+    "system": {"info": "info", "df": "system-df", "events": "events", "prune": "system-prune"},
+}
+
+
+def command(name: str, help_: str = "") -> Callable[
+        [Callable[[argparse.ArgumentParser], None]], Callable[[Handler], Handler]]:
+    def args(add: Callable[[argparse.ArgumentParser], None]) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            COMMANDS[name] = (fn, add, help_)
+            return fn
+        return register
+    return args
+
+
+def _none(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def die(msg: str, code: int = 1) -> NoReturn:
+    print(msg, file=sys.stderr)
+    raise SystemExit(code)
+
+
+# -- system --------------------------------------------------------------------------------
+
+def _version_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format")
+
+
+@command("version", "Show the matou version information")(_version_args)
+def version(c: Client, a: argparse.Namespace) -> int:
+    from matou import __version__
+
+    client = {"Platform": {"Name": "matou"}, "Version": __version__, "ApiVersion": "1.50",
+              "Os": sys.platform, "Arch": os.uname().machine}
+    server: dict[str, Any] | None = None
+    err = None
+    try:
+        server = c.json("GET", "/version")
+    except (Unreachable, ApiError) as e:
+        err = e
+    if a.format:
+        sys.stdout.write(fmt.render(a.format, {"Client": client, "Server": server}) + "\n")
+    else:
+        print(f"Client:\n Version:           {client['Version']}\n API version:       "
+              f"{c.version or '1.50'}\n OS/Arch:           linux/{client['Arch']}")
+        if server:
+            print(f"\nServer:\n Engine:\n  Version:          {server.get('Version')}\n"
+                  f"  API version:      {server.get('ApiVersion')} (minimum version "
+                  f"{server.get('MinAPIVersion')})\n  OS/Arch:          "
+                  f"{server.get('Os')}/{server.get('Arch')}")
+    if err is not None:
+        die(str(err))
+    return 0
+
+
+@command("info", "Display system-wide information")(_version_args)
+def info(c: Client, a: argparse.Namespace) -> int:
+    i = c.json("GET", "/info")
+    if a.format:
+        print(fmt.render(a.format, i))
+        return 0
+    print(f"Server:\n Containers: {i.get('Containers')}\n  Running: {i.get('ContainersRunning')}"
+          f"\n  Paused: {i.get('ContainersPaused')}\n  Stopped: {i.get('ContainersStopped')}"
+          f"\n Images: {i.get('Images')}\n Server Version: {i.get('ServerVersion')}"
+          f"\n Storage Driver: {i.get('Driver')}\n Logging Driver: {i.get('LoggingDriver')}"
+          f"\n Kernel Version: {i.get('KernelVersion')}\n Operating System: "
+          f"{i.get('OperatingSystem')}\n CPUs: {i.get('NCPU')}\n Total Memory: "
+          f"{fmt.human_size(i.get('MemTotal') or 0)}\n Name: {i.get('Name')}\n ID: "
+          f"{i.get('ID')}\n Docker Root Dir: {i.get('DockerRootDir')}")
+    return 0
+
+
+# -- containers: listing and inspecting ----------------------------------------------------
+
+def _ps_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-s", "--size", action="store_true")
+    p.add_argument("-n", "--last", type=int, default=-1)
+    p.add_argument("-l", "--latest", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--format")
+
+
+def _filters(items: list[str]) -> dict[str, list[str]] | None:
+    out: dict[str, list[str]] = {}
+    for f in items:
+        k, _, v = f.partition("=")
+        out.setdefault(k, []).append(v)
+    return out or None
+
+
+def _ports(ports: list[dict[str, Any]]) -> str:
+    shown = []
+    for p in sorted(ports, key=lambda p: (p.get("PrivatePort", 0), p.get("Type", ""))):
+        if p.get("PublicPort"):
+            shown.append(f"{p.get('IP', '0.0.0.0')}:{p['PublicPort']}->{p['PrivatePort']}/"
+                         f"{p['Type']}")
+        else:
+            shown.append(f"{p['PrivatePort']}/{p['Type']}")
+    return ", ".join(shown)
+
+
+def _ps_row(x: dict[str, Any], no_trunc: bool) -> dict[str, Any]:
+    cmd = x.get("Command") or ""
+    return {"ID": x["Id"] if no_trunc else x["Id"][:12], "Image": x.get("Image", ""),
+            "Command": json.dumps(cmd if no_trunc else fmt.truncate(cmd, 20),
+                                  ensure_ascii=False),
+            "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z",
+                                       time.localtime(x.get("Created", 0))),
+            "RunningFor": fmt.ago(x.get("Created", 0)),
+            "Status": x.get("Status", ""), "State": x.get("State", ""),
+            "Ports": _ports(x.get("Ports") or []),
+            "Names": ",".join(n.lstrip("/") for n in x.get("Names") or []),
+            "Labels": ",".join(f"{k}={v}" for k, v in (x.get("Labels") or {}).items()),
+            "Size": (f"{fmt.human_size(x.get('SizeRw') or 0)} (virtual "
+                     f"{fmt.human_size(x.get('SizeRootFs') or 0)})") if "SizeRw" in x else "",
+            "Mounts": ",".join(m.get("Name") or m.get("Source", "")
+                               for m in x.get("Mounts") or []),
+            "Networks": ",".join((x.get("NetworkSettings") or {}).get("Networks") or {})}
+
+
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+              "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Status": "STATUS",
+              "State": "STATE", "Ports": "PORTS", "Names": "NAMES", "Labels": "LABELS",
+              "Size": "SIZE", "Mounts": "MOUNTS", "Networks": "NETWORKS"}
+
+
+@command("ps", "List containers")(_ps_args)
+def ps(c: Client, a: argparse.Namespace) -> int:
+    limit = 1 if a.latest else a.last
+    items = c.json("GET", "/containers/json", {
+        "all": a.all or limit > 0, "size": a.size or None, "filters": _filters(a.filter),
+        "limit": limit if limit > 0 else None})
+    if a.quiet:
+        for x in items:
+            print(x["Id"] if a.no_trunc else x["Id"][:12])
+        return 0
+    template = a.format or ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t"
+                            "{{.Status}}\t{{.Ports}}\t{{.Names}}" +
+                            ("\t{{.Size}}" if a.size else ""))
+    sys.stdout.write(fmt.formatted(template, items, PS_HEADERS,
+                                   lambda x: _ps_row(x, a.no_trunc)))
+    return 0
+
+
+def _inspect_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format")
+    p.add_argument("-s", "--size", action="store_true")
+    p.add_argument("--type", choices=["container", "image", "volume", "network"])
+    p.add_argument("names", nargs="+")
+
+
+def _print_objects(objs: list[Any], template: str | None) -> None:
+    if template:
+        for o in objs:
+            print(fmt.render(template, o))
+    else:
+        print(json.dumps(objs, indent=4, ensure_ascii=False))
+
+
+@command("inspect", "Return low-level information on matou objects")(_inspect_args)
+def inspect(c: Client, a: argparse.Namespace) -> int:
+    found: list[Any] = []
+    code = 0
+    kinds = [a.type] if a.type else ["container", "image", "volume", "network"]
+    paths = {"container": "/containers/{}/json", "image": "/images/{}/json",
+             "volume": "/volumes/{}", "network": "/networks/{}"}
+    for name in a.names:
+        for kind in kinds:
+            try:
+                found.append(c.json("GET", paths[kind].format(name)))
+                break
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+        else:
+            print(f"Error: No such object: {name}", file=sys.stderr)
+            code = 1
+    _print_objects(found, a.format)
+    return code
+
+
+def _names_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", nargs="+")
+
+
+def _each(c: Client, names: list[str], fn: Callable[[str], object], echo: bool = True) -> int:
+    code = 0
+    for n in names:
+        try:
+            fn(n)
+            if echo:
+                print(n)
+        except ApiError as e:
+            print(f"Error response from daemon: {e.message}", file=sys.stderr)
+            code = 1
+    return code
+
+
+def _stop_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--time", "--timeout", type=int, dest="time")
+    p.add_argument("-s", "--signal")
+    p.add_argument("names", nargs="+")
+
+
+@command("stop", "Stop one or more running containers")(_stop_args)
+def stop(c: Client, a: argparse.Namespace) -> int:
+    return _each(c, a.names, lambda n: c.request(
+        "POST", f"/containers/{n}/stop", {"t": a.time, "signal": a.signal}, timeout=None))
+
+
+@command("restart", "Restart one or more containers")(_stop_args)
+def restart(c: Client, a: argparse.Namespace) -> int:
+    return _each(c, a.names, lambda n: c.request(
+        "POST", f"/containers/{n}/restart", {"t": a.time, "signal": a.signal}))
+
+
+def _kill_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-s", "--signal")
+    p.add_argument("names", nargs="+")
+
+
+@command("kill", "Kill one or more running containers")(_kill_args)
+def kill(c: Client, a: argparse.Namespace) -> int:
+    return _each(c, a.names, lambda n: c.request("POST", f"/containers/{n}/kill",
+                                                 {"signal": a.signal}))
+
+
+@command("start", "Start one or more stopped containers")(_names_args)
+def start(c: Client, a: argparse.Namespace) -> int:
+    return _each(c, a.names, lambda n: c.request("POST", f"/containers/{n}/start"))
+
+
+@command("pause", "Pause all processes within one or more containers")(_names_args)
+def pause(c: Client, a: argparse.Namespace) -> int:
+    return _each(c, a.names, lambda n: c.request("POST", f"/containers/{n}/pause"))
+
+
+@command("unpause", "Unpause all processes within one or more containers")(_names_args)
+def unpause(c: Client, a: argparse.Namespace) -> int:
+    return _each(c, a.names, lambda n: c.request("POST", f"/containers/{n}/unpause"))
+
+
+@command("wait", "Block until one or more containers stop, then print their exit codes")(
+    _names_args)
+def wait(c: Client, a: argparse.Namespace) -> int:
+    code = 0
+    for n in a.names:
+        try:
+            r = c.json("POST", f"/containers/{n}/wait")
+            print(r["StatusCode"])
+        except ApiError as e:
+            print(f"Error response from daemon: {e.message}", file=sys.stderr)
+            code = 1
+    return code
+
+
+def _rm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-v", "--volumes", action="store_true")
+    p.add_argument("-l", "--link", action="store_true")
+    p.add_argument("names", nargs="+")
+
+
+@command("rm", "Remove one or more containers")(_rm_args)
+def rm(c: Client, a: argparse.Namespace) -> int:
+    return _each(c, a.names, lambda n: c.request(
+        "DELETE", f"/containers/{n}", {"force": a.force or None, "v": a.volumes or None,
+                                       "link": a.link or None}))
+
+
+def _rename_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("old")
+    p.add_argument("new")
+
+
+@command("rename", "Rename a container")(_rename_args)
+def rename(c: Client, a: argparse.Namespace) -> int:
+    c.request("POST", f"/containers/{a.old}/rename", {"name": a.new})
+    return 0
+
+
+def _one_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name")
+    p.add_argument("extra", nargs="*")
+
+
+@command("port", "List port mappings or a specific mapping for the container")(_one_args)
+def port(c: Client, a: argparse.Namespace) -> int:
+    ports = (c.json("GET", f"/containers/{a.name}/json").get("NetworkSettings") or {}).get(
+        "Ports") or {}
+    want = a.extra[0] if a.extra else None
+    if want and "/" not in want:
+        want += "/tcp"
+    shown = False
+    for key in sorted(ports, key=lambda k: (int(k.split("/")[0]), k)):
+        for h in ports[key] or []:
+            if want is None:
+                print(f"{key} -> {h['HostIp']}:{h['HostPort']}")
+            elif key == want:
+                print(f"{h['HostIp']}:{h['HostPort']}")
+            shown = True
+    if want and not shown:
+        die(f"Error: No public port '{want}' published for {a.name}")
+    return 0
+
+
+@command("top", "Display the running processes of a container")(_one_args)
+def top(c: Client, a: argparse.Namespace) -> int:
+    t = c.json("GET", f"/containers/{a.name}/top",
+               {"ps_args": " ".join(a.extra) if a.extra else None})
+    sys.stdout.write(fmt.table([t["Titles"], *t["Processes"]], min_width=20, padding=1))
+    return 0
+
+
+@command("diff", "Inspect changes to files or directories on a container's filesystem")(
+    _one_args)
+def diff(c: Client, a: argparse.Namespace) -> int:
+    for ch in c.json("GET", f"/containers/{a.name}/changes") or []:
+        print(f"{'CAD'[ch['Kind']]} {ch['Path']}")
+    return 0
+
+
+# -- logs, run, exec --------------------------------------------------------------------
+
+def _demux(sock: Any, tty: bool) -> None:
+    """Copy a hijacked stream to stdout/stderr (multiplexed frames unless a TTY)."""
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    buf = b""
+    while True:
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            break
+        if tty:
+            out.write(data)
+            out.flush()
+            continue
+        buf += data
+        while len(buf) >= 8:
+            size = int.from_bytes(buf[4:8], "big")
+            if len(buf) < 8 + size:
+                break
+            (err if buf[0] == 2 else out).write(buf[8:8 + size])
+            buf = buf[8 + size:]
+        out.flush()
+        err.flush()
+
+
+def _logs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("-n", "--tail", default="all")
+    p.add_argument("--since")
+    p.add_argument("--until")
+    p.add_argument("name")
+
+
+@command("logs", "Fetch the logs of a container")(_logs_args)
+def logs(c: Client, a: argparse.Namespace) -> int:
+    tty = bool(c.json("GET", f"/containers/{a.name}/json")["Config"].get("Tty"))
+    r = c.request("GET", f"/containers/{a.name}/logs", {
+        "stdout": True, "stderr": True, "follow": a.follow or None,
+        "timestamps": a.timestamps or None, "tail": a.tail, "since": a.since,
+        "until": a.until}, stream=True)
+
+    class _R:
+        def recv(self, n: int) -> bytes:
+            return r.read1(n)
+
+    _demux(_R(), tty)
+    return 0
+
+
+def _run_args(p: argparse.ArgumentParser, create_only: bool = False) -> None:
+    if not create_only:
+        p.add_argument("-d", "--detach", action="store_true")
+        p.add_argument("--rm", action="store_true")
+        p.add_argument("--sig-proxy", default="true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("--name")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("--env-file", action="append", default=[])
+    p.add_argument("-p", "--publish", action="append", default=[])
+    p.add_argument("-P", "--publish-all", action="store_true")
+    p.add_argument("--expose", action="append", default=[])
+    p.add_argument("-v", "--volume", action="append", default=[])
+    p.add_argument("--tmpfs", action="append", default=[])
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user")
+    p.add_argument("--entrypoint")
+    p.add_argument("--network", "--net", dest="network")
+    p.add_argument("--network-alias", action="append", default=[])
+    p.add_argument("--ip")
+    p.add_argument("--restart")
+    p.add_argument("-m", "--memory")
+    p.add_argument("--cpus", type=float)
+    p.add_argument("--pids-limit", type=int)
+    p.add_argument("--cap-add", action="append", default=[])
+    p.add_argument("--cap-drop", action="append", default=[])
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("--read-only", action="store_true")
+    p.add_argument("--security-opt", action="append", default=[])
+    p.add_argument("--init", action="store_true")
+    p.add_argument("-l", "--label", action="append", default=[])
+    p.add_argument("-h", "--hostname")
+    p.add_argument("--add-host", action="append", default=[])
+    p.add_argument("--dns", action="append", default=[])
+    p.add_argument("--link", action="append", default=[])
+    p.add_argument("--log-driver")
+    p.add_argument("--log-opt", action="append", default=[])
+    p.add_argument("--stop-signal")
+    p.add_argument("--health-cmd")
+    p.add_argument("--health-interval")
+    p.add_argument("--no-healthcheck", action="store_true")
+    p.add_argument("image")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+
+
+def _size(text: str) -> int:
+    units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+    t = text.strip().lower()
+    return int(float(t[:-1]) * units[t[-1]]) if t[-1] in units else int(t)
+
+
+def _duration(text: str) -> int:
+    units = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+    for u in ("ms", "s", "m", "h"):
+        if text.endswith(u):
+            return int(float(text[: -len(u)]) * units[u])
+    return int(float(text) * 10**9)
+
+
+def _create_body(a: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    env = list(a.env)
+    for path in a.env_file:
+        with open(path) as f:
+            env += [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    env = [e if "=" in e or e not in os.environ else f"{e}={os.environ[e]}" for e in env]
+    exposed: dict[str, dict[str, Any]] = {}
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for e in a.expose:
+        exposed[e if "/" in e else f"{e}/tcp"] = {}
+    for spec in a.publish:
+        parts = spec.split(":")
+        cport = parts[-1] if "/" in parts[-1] else parts[-1] + "/tcp"
+        ip, hport = ("", "") if len(parts) == 1 else (
+            ("", parts[0]) if len(parts) == 2 else (parts[0], parts[1]))
+        exposed[cport] = {}
+        bindings.setdefault(cport, []).append({"HostIp": ip, "HostPort": hport})
+    labels = dict(x.split("=", 1) if "=" in x else (x, "") for x in a.label)
+    host: dict[str, Any] = {
+        "Binds": a.volume or None, "PortBindings": bindings or None,
+        "PublishAllPorts": a.publish_all, "NetworkMode": a.network or "default",
+        "CapAdd": a.cap_add or None, "CapDrop": a.cap_drop or None,
+        "Privileged": a.privileged, "ReadonlyRootfs": a.read_only,
+        "SecurityOpt": a.security_opt or None, "ExtraHosts": a.add_host or None,
+        "Dns": a.dns or None, "Links": a.link or None,
+        "AutoRemove": bool(getattr(a, "rm", False)),
+        "Tmpfs": {t.split(":")[0]: t.partition(":")[2] for t in a.tmpfs} or None}
+    if a.init:
+        host["Init"] = True
+    if a.memory:
+        host["Memory"] = _size(a.memory)
+    if a.cpus:
+        host["NanoCpus"] = int(a.cpus * 1e9)
+    if a.pids_limit is not None:
+        host["PidsLimit"] = a.pids_limit
+    if a.restart:
+        name, _, count = a.restart.partition(":")
+        host["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(count or 0)}
+    if a.log_driver or a.log_opt:
+        host["LogConfig"] = {"Type": a.log_driver or "json-file",
+                             "Config": dict(o.split("=", 1) for o in a.log_opt)}
+    config: dict[str, Any] = {
+        "Image": a.image, "Cmd": a.cmd or None, "Env": env or None,
+        "ExposedPorts": exposed or None, "Tty": a.tty, "OpenStdin": a.interactive,
+        "StdinOnce": a.interactive, "AttachStdin": a.interactive,
+        "AttachStdout": not getattr(a, "detach", False),
+        "AttachStderr": not getattr(a, "detach", False),
+        "Labels": labels or None, "HostConfig": host}
+    for key, value in (("WorkingDir", a.workdir), ("User", a.user), ("Hostname", a.hostname),
+                       ("StopSignal", a.stop_signal)):
+        if value:
+            config[key] = value
+    if a.entrypoint is not None:
+        config["Entrypoint"] = [a.entrypoint] if a.entrypoint else [""]
+    if a.no_healthcheck:
+        config["Healthcheck"] = {"Test": ["NONE"]}
+    elif a.health_cmd:
+        config["Healthcheck"] = {"Test": ["CMD-SHELL", a.health_cmd]}
+        if a.health_interval:
+            config["Healthcheck"]["Interval"] = _duration(a.health_interval)
+    networking = None
+    if a.network and (a.network_alias or a.ip):
+        ep: dict[str, Any] = {"Aliases": a.network_alias or None}
+        if a.ip:
+            ep["IPAMConfig"] = {"IPv4Address": a.ip}
+        networking = {"EndpointsConfig": {a.network: ep}}
+    return config, networking
+
+
+def _create(c: Client, a: argparse.Namespace) -> str:
+    config, networking = _create_body(a)
+    if networking:
+        config["NetworkingConfig"] = networking
+    try:
+        r = c.json("POST", "/containers/create", {"name": a.name}, config)
+    except ApiError as e:
+        if e.status == 404 and "No such image" in e.message:
+            print(f"Unable to find image '{a.image}' locally", file=sys.stderr)
+            pull_image(c, a.image)
+            r = c.json("POST", "/containers/create", {"name": a.name}, config)
+        else:
+            raise
+    for w in r.get("Warnings") or []:
+        print(f"WARNING: {w}", file=sys.stderr)
+    return str(r["Id"])
+
+
+def pull_image(c: Client, ref: str) -> None:
+    name, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
+    r = c.request("POST", "/images/create", {"fromImage": name, "tag": tag}, stream=True)
+    for msg in c.json_stream(r):
+        if msg.get("error"):
+            raise ApiError(500, msg["error"])
+        if msg.get("status") and not msg.get("progressDetail"):
+            print(f"{str(msg['id']) + ': ' if msg.get('id') else ''}{msg['status']}")
+
+
+@command("create", "Create a new container")(lambda p: _run_args(p, create_only=True))
+def create(c: Client, a: argparse.Namespace) -> int:
+    print(_create(c, a))
+    return 0
+
+
+@command("run", "Create and run a new container from an image")(_run_args)
+def run(c: Client, a: argparse.Namespace) -> int:
+    cid = _create(c, a)
+    if a.detach:
+        c.request("POST", f"/containers/{cid}/start")
+        print(cid)
+        return 0
+    sock = c.hijack(f"/containers/{cid}/attach", {
+        "stream": True, "stdin": a.interactive, "stdout": True, "stderr": True})
+    waiter = c.request("POST", f"/containers/{cid}/wait",
+                       {"condition": "removed" if a.rm else "next-exit"}, stream=True)
+    try:
+        c.request("POST", f"/containers/{cid}/start")
+    except ApiError as e:
+        sock.close()
+        waiter.close()
+        die(f"matou: Error response from daemon: {e.message}", 127 if "not found" in
+            e.message or "no such file" in e.message else 126 if "permission denied" in
+            e.message else 125)
+    with _terminal(a.tty and sys.stdin.isatty()):
+        _pump(c, sock, a.interactive, a.tty, lambda h, w: c.request(
+            "POST", f"/containers/{cid}/resize", {"h": h, "w": w}))
+    result = json.loads(waiter.read() or b"{}")
+    return int(result.get("StatusCode", 0))
+
+
+def _pump(c: Client, sock: Any, stdin: bool, tty: bool,
+          resize: Callable[[int, int], Any]) -> None:
+    import threading
+
+    if tty and sys.stdin.isatty():
+        import shutil
+        import signal
+
+        def on_winch(*_: Any) -> None:
+            size = shutil.get_terminal_size()
+            try:
+                resize(size.lines, size.columns)
+            except (ApiError, Unreachable):
+                pass
+
+        signal.signal(signal.SIGWINCH, on_winch)
+        on_winch()
+    if stdin:
+        def feed() -> None:
+            import socket as s
+
+            fd = sys.stdin.fileno()
+            while data := os.read(fd, 65536):
+                try:
+                    sock.sendall(data)
+                except OSError:
+                    return
+            if not tty:
+                try:
+                    sock.shutdown(s.SHUT_WR)
+                except OSError:
+                    pass
+
+        threading.Thread(target=feed, daemon=True).start()
+    _demux(sock, tty)
+    sock.close()
+
+
+class _terminal:
+    """Raw mode for -it on a terminal, restored on the way out."""
+
+    def __init__(self, on: bool) -> None:
+        self.on = on
+        self.saved: Any = None
+
+    def __enter__(self) -> None:
+        if self.on:
+            import termios
+            import tty
+
+            self.saved = termios.tcgetattr(0)
+            tty.setraw(0)
+
+    def __exit__(self, *_: Any) -> None:
+        if self.saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
+
+
+def _exec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-u", "--user")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("--detach-keys")
+    p.add_argument("name")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+
+
+@command("exec", "Execute a command in a running container")(_exec_args)
+def exec_(c: Client, a: argparse.Namespace) -> int:
+    if not a.cmd:
+        die("exec requires at least 2 arguments", 1)
+    body = {"Cmd": a.cmd, "Tty": a.tty, "AttachStdin": a.interactive,
+            "AttachStdout": not a.detach, "AttachStderr": not a.detach, "Env": a.env or None,
+            "User": a.user or "", "WorkingDir": a.workdir or "", "Privileged": a.privileged,
+            "DetachKeys": a.detach_keys or ""}
+    ex = c.json("POST", f"/containers/{a.name}/exec", body=body)
+    if a.detach:
+        c.request("POST", f"/exec/{ex['Id']}/start", body={"Detach": True, "Tty": a.tty})
+        return 0
+    sock = c.hijack(f"/exec/{ex['Id']}/start", body={"Detach": False, "Tty": a.tty})
+    with _terminal(a.tty and sys.stdin.isatty()):
+        _pump(c, sock, a.interactive, a.tty, lambda h, w: c.request(
+            "POST", f"/exec/{ex['Id']}/resize", {"h": h, "w": w}))
+    code = c.json("GET", f"/exec/{ex['Id']}/json").get("ExitCode")
+    return int(code if code is not None else 0)
+
+
+# -- images ------------------------------------------------------------------------------
+
+def _images_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    p.add_argument("repo", nargs="?")
+
+
+IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
+                 "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
+                 "Digest": "DIGEST"}
+
+
+@command("images", "List images")(_images_args)
+def images(c: Client, a: argparse.Namespace) -> int:
+    filters = _filters(a.filter) or {}
+    if a.repo:
+        filters["reference"] = [a.repo]
+    items = c.json("GET", "/images/json", {"all": a.all or None, "filters": filters or None})
+    rows = []
+    for img in items:
+        tags = img.get("RepoTags") or ["<none>:<none>"]
+        for t in tags:
+            repo, _, tag = t.rpartition(":")
+            iid = img["Id"] if a.no_trunc else img["Id"].split(":", 1)[-1][:12]
+            rows.append({"Repository": repo, "Tag": tag, "ID": iid,
+                         "CreatedSince": fmt.ago(img.get("Created", 0)),
+                         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z",
+                                                    time.localtime(img.get("Created", 0))),
+                         "Size": fmt.human_size(img.get("Size", 0)), "Digest": "<none>"})
+    if a.quiet:
+        seen = []
+        for r in rows:
+            if r["ID"] not in seen:
+                seen.append(r["ID"])
+                print(r["ID"])
+        return 0
+    template = a.format or ("table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t"
+                            "{{.Size}}")
+    sys.stdout.write(fmt.formatted(template, rows, IMAGE_HEADERS))
+    return 0
+
+
+def _tag_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source")
+    p.add_argument("target")
+
+
+@command("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")(_tag_args)
+def tag(c: Client, a: argparse.Namespace) -> int:
+    repo, _, t = a.target.rpartition(":") if ":" in a.target.rsplit("/", 1)[-1] else (
+        a.target, "", "latest")
+    c.request("POST", f"/images/{a.source}/tag", {"repo": repo, "tag": t})
+    return 0
+
+
+def _rmi_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--no-prune", action="store_true")
+    p.add_argument("names", nargs="+")
+
+
+@command("rmi", "Remove one or more images")(_rmi_args)
+def rmi(c: Client, a: argparse.Namespace) -> int:
+    code = 0
+    for n in a.names:
+        try:
+            for item in c.json("DELETE", f"/images/{n}", {"force": a.force or None,
+                                                          "noprune": a.no_prune or None}):
+                for k, v in item.items():
+                    print(f"{k}: {v}")
+        except ApiError as e:
+            print(f"Error response from daemon: {e.message}", file=sys.stderr)
+            code = 1
+    return code
+
+
+def _pull_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("image")
+
+
+@command("pull", "Download an image from a registry")(_pull_args)
+def pull(c: Client, a: argparse.Namespace) -> int:
+    pull_image(c, a.image)
+    return 0
+
+
+def _history_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--format")
+    p.add_argument("image")
+
+
+@command("history", "Show the history of an image")(_history_args)
+def history(c: Client, a: argparse.Namespace) -> int:
+    rows = []
+    for h in c.json("GET", f"/images/{a.image}/history"):
+        iid = h["Id"] if a.no_trunc or h["Id"] == "<missing>" else h["Id"].split(":")[-1][:12]
+        by = h.get("CreatedBy", "")
+        rows.append({"ID": iid, "CreatedSince": fmt.ago(h.get("Created", 0)),
+                     "CreatedBy": by if a.no_trunc else fmt.truncate(by, 45),
+                     "Size": fmt.human_size(h.get("Size", 0)),
+                     "Comment": h.get("Comment", "")})
+    if a.quiet:
+        for r in rows:
+            print(r["ID"])
+        return 0
+    template = a.format or ("table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t"
+                            "{{.Comment}}")
+    sys.stdout.write(fmt.formatted(template, rows, {
+        "ID": "IMAGE", "CreatedSince": "CREATED", "CreatedBy": "CREATED BY",
+        "Size": "SIZE", "Comment": "COMMENT"}))
+    return 0
+
+
+# -- volumes and networks ---------------------------------------------------------------
+
+def _ls_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    p.add_argument("--no-trunc", action="store_true")
+
+
+@command("volume-ls", "List volumes")(_ls_args)
+def volume_ls(c: Client, a: argparse.Namespace) -> int:
+    vols = c.json("GET", "/volumes", {"filters": _filters(a.filter)})["Volumes"] or []
+    if a.quiet:
+        for v in vols:
+            print(v["Name"])
+        return 0
+    sys.stdout.write(fmt.formatted(a.format or "table {{.Driver}}\t{{.Name}}", vols,
+                                   {"Driver": "DRIVER", "Name": "VOLUME NAME",
+                                    "Mountpoint": "MOUNTPOINT", "Scope": "SCOPE"}))
+    return 0
+
+
+def _volume_create_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--driver", default="local")
+    p.add_argument("--label", action="append", default=[])
+    p.add_argument("-o", "--opt", action="append", default=[])
+    p.add_argument("name", nargs="?")
+
+
+@command("volume-create", "Create a volume")(_volume_create_args)
+def volume_create(c: Client, a: argparse.Namespace) -> int:
+    v = c.json("POST", "/volumes/create", body={
+        "Name": a.name or "", "Driver": a.driver,
+        "Labels": dict(x.split("=", 1) if "=" in x else (x, "") for x in a.label),
+        "DriverOpts": dict(x.split("=", 1) for x in a.opt)})
+    print(v["Name"])
+    return 0
+
+
+def _volume_rm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("names", nargs="+")
+
+
+@command("volume-rm", "Remove one or more volumes")(_volume_rm_args)
+def volume_rm(c: Client, a: argparse.Namespace) -> int:
+    return _each(c, a.names, lambda n: c.request("DELETE", f"/volumes/{n}",
+                                                 {"force": a.force or None}))
+
+
+def _objects_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format")
+    p.add_argument("names", nargs="+")
+
+
+@command("volume-inspect", "Display detailed information on one or more volumes")(
+    _objects_args)
+def volume_inspect(c: Client, a: argparse.Namespace) -> int:
+    _print_objects([c.json("GET", f"/volumes/{n}") for n in a.names], a.format)
+    return 0
+
+
+@command("network-ls", "List networks")(_ls_args)
+def network_ls(c: Client, a: argparse.Namespace) -> int:
+    nets = sorted(c.json("GET", "/networks", {"filters": _filters(a.filter)}),
+                  key=lambda n: n["Name"])
+    if a.quiet:
+        for n in nets:
+            print(n["Id"] if a.no_trunc else n["Id"][:12])
+        return 0
+    rows = [{**n, "ID": n["Id"] if a.no_trunc else n["Id"][:12]} for n in nets]
+    sys.stdout.write(fmt.formatted(
+        a.format or "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}", rows,
+        {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE"}))
+    return 0
+
+
+def _network_create_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--driver", default="bridge")
+    p.add_argument("--subnet", action="append", default=[])
+    p.add_argument("--gateway", action="append", default=[])
+    p.add_argument("--ip-range", action="append", default=[])
+    p.add_argument("--internal", action="store_true")
+    p.add_argument("--attachable", action="store_true")
+    p.add_argument("--label", action="append", default=[])
+    p.add_argument("-o", "--opt", action="append", default=[])
+    p.add_argument("name")
+
+
+@command("network-create", "Create a network")(_network_create_args)
+def network_create(c: Client, a: argparse.Namespace) -> int:
+    configs = []
+    for i, subnet in enumerate(a.subnet):
+        conf = {"Subnet": subnet}
+        if i < len(a.gateway):
+            conf["Gateway"] = a.gateway[i]
+        if i < len(a.ip_range):
+            conf["IPRange"] = a.ip_range[i]
+        configs.append(conf)
+    r = c.json("POST", "/networks/create", body={
+        "Name": a.name, "Driver": a.driver, "Internal": a.internal,
+        "Attachable": a.attachable, "IPAM": {"Driver": "default", "Config": configs},
+        "Options": dict(x.split("=", 1) for x in a.opt),
+        "Labels": dict(x.split("=", 1) if "=" in x else (x, "") for x in a.label)})
+    print(r["Id"])
+    return 0
+
+
+@command("network-rm", "Remove one or more networks")(_names_args)
+def network_rm(c: Client, a: argparse.Namespace) -> int:
+    return _each(c, a.names, lambda n: c.request("DELETE", f"/networks/{n}"))
+
+
+@command("network-inspect", "Display detailed information on one or more networks")(
+    _objects_args)
+def network_inspect(c: Client, a: argparse.Namespace) -> int:
+    _print_objects([c.json("GET", f"/networks/{n}") for n in a.names], a.format)
+    return 0
+
+
+def _connect_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--alias", action="append", default=[])
+    p.add_argument("--ip")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("network")
+    p.add_argument("container")
+
+
+@command("network-connect", "Connect a container to a network")(_connect_args)
+def network_connect(c: Client, a: argparse.Namespace) -> int:
+    ep: dict[str, Any] = {"Aliases": a.alias or None}
+    if a.ip:
+        ep["IPAMConfig"] = {"IPv4Address": a.ip}
+    c.request("POST", f"/networks/{a.network}/connect",
+              body={"Container": a.container, "EndpointConfig": ep})
+    return 0
+
+
+@command("network-disconnect", "Disconnect a container from a network")(_connect_args)
+def network_disconnect(c: Client, a: argparse.Namespace) -> int:
+    c.request("POST", f"/networks/{a.network}/disconnect",
+              body={"Container": a.container, "Force": a.force})
+    return 0
+
+
+# -- the entry point ------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="matou", description="matou: a Docker-compatible "
+                                "container engine's client", add_help=True)
+    p.add_argument("-H", "--host", help="daemon socket (unix:///… or tcp://…); default "
+                   "$MATOU_HOST, $DOCKER_HOST, unix:///run/matou/matou.sock")
+    p.add_argument("--tls", action="store_true")
+    p.add_argument("--tlsverify", action="store_true")
+    p.add_argument("--tlscacert")
+    p.add_argument("--tlscert")
+    p.add_argument("--tlskey")
+    p.add_argument("-v", "--version", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = parser()
+    # global options first, then the command (management form mapped to the short one)
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in ("-H", "--host", "--tlscacert", "--tlscert", "--tlskey") else 1
+    globals_, rest = argv[:i], argv[i:]
+    g = top.parse_args(globals_)
+    if g.version:
+        rest = ["version", "--format", "matou version {{.Client.Version}}"]
+    if not rest:
+        top.print_help()
+        print("\nCommands:\n" + "".join(f"  {n:<20}{h}\n" for n, (_, _, h) in
+                                       sorted(COMMANDS.items()) if "-" not in n))
+        return 0
+    name = rest[0]
+    if name in MANAGEMENT:
+        if len(rest) < 2 or rest[1] not in MANAGEMENT[name]:
+            die(f"matou {name}: unknown command: {' '.join(rest[:2])}\n"
+                f"Commands: {', '.join(sorted(MANAGEMENT[name]))}", 1)
+        name, rest = MANAGEMENT[name][rest[1]], rest[1:]
+    if name not in COMMANDS:
+        die(f"matou: '{name}' is not a matou command.\nSee 'matou --help'", 1)
+    fn, add, help_ = COMMANDS[name]
+    sub = argparse.ArgumentParser(prog=f"matou {rest[0]}", description=help_,
+                                  add_help=name not in ("run", "create"))
+    if name in ("run", "create"):
+        sub.add_argument("--help", action="help")
+    add(sub)
+    args = sub.parse_args(rest[1:])
+    from matou.client.transport import host_from_env, tls_from_env
+
+    client = Client(host_from_env(g.host),
+                    tls_from_env(g.tls, g.tlsverify, g.tlscacert, g.tlscert, g.tlskey))
+    try:
+        return fn(client, args)
+    except Unreachable as e:
+        die(str(e), 1)
+    except ApiError as e:
+        die(f"Error response from daemon: {e.message}",
+            125 if name in ("run", "create") else 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

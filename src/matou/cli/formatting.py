@@ -1,0 +1,152 @@
+"""What the docker CLI prints, as it prints it: tab-aligned tables (Go's tabwriter with
+docker's settings), human ages and sizes (go-units), and the subset of Go templates that
+people pass to --format: `{{.Field}}`, `{{.A.B}}`, `{{json .}}`, `{{json .Field}}`,
+`{{index .Map "key"}}`, `{{upper …}}`/`{{lower …}}`, literal text, and the `table` prefix.
+
+May import: stdlib only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def table(rows: Sequence[Sequence[str]], min_width: int = 10, padding: int = 3) -> str:
+    """Go's tabwriter as docker configures it (minwidth 10, padding 3, the last column
+    not padded)."""
+    if not rows:
+        return ""
+    ncols = max(len(r) for r in rows)
+    widths = [0] * ncols
+    for r in rows:
+        for i, cell in enumerate(r[:-1]):
+            widths[i] = max(widths[i], len(cell))
+    out = []
+    for r in rows:
+        cells = [cell.ljust(max(widths[i] + padding, min_width)) if i < len(r) - 1 else cell
+                 for i, cell in enumerate(r)]
+        out.append("".join(cells))
+    return "\n".join(out) + "\n"
+
+
+def human_duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{s // 3600 // 24 // 365} years"
+
+
+def ago(unix: float) -> str:
+    return human_duration(time.time() - unix) + " ago"
+
+
+def human_size(size: float, precision: int = 3) -> str:
+    """go-units HumanSizeWithPrecision: decimal units, `precision` significant digits."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB"]
+    i = 0
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000
+        i += 1
+    text = f"{size:.{precision}g}"
+    if "e" in text:
+        text = f"{size:.0f}"
+    return f"{text}{units[i]}"
+
+
+def truncate(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# -- Go templates (the subset people use) ------------------------------------------------
+
+_ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}", re.S)
+
+
+def _lookup(obj: Any, path: str) -> Any:
+    if path in (".", ""):
+        return obj
+    for part in path.lstrip(".").split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else getattr(obj, part, None)
+    return obj
+
+
+def _value(expr: str, obj: Any) -> Any:
+    words = re.findall(r'"[^"]*"|\S+', expr)
+    if not words:
+        return ""
+    fn, args = words[0], words[1:]
+    if fn == "json":
+        return json.dumps(_value(" ".join(args), obj), separators=(",", ":"))
+    if fn in ("upper", "lower", "title"):
+        v = str(_value(" ".join(args), obj))
+        return v.upper() if fn == "upper" else v.lower() if fn == "lower" else v.title()
+    if fn == "index":
+        base = _value(args[0], obj)
+        key = args[1].strip('"')
+        if isinstance(base, dict):
+            return base.get(key)
+        if isinstance(base, list) and key.isdigit() and int(key) < len(base):
+            return base[int(key)]
+        return None
+    if fn == "join":
+        base = _value(args[0], obj)
+        sep = args[1].strip('"') if len(args) > 1 else " "
+        return sep.join(str(x) for x in base or [])
+    if fn.startswith('"'):
+        return fn.strip('"')
+    return _lookup(obj, fn)
+
+
+def _text(v: Any) -> str:
+    if v is None:
+        return "<no value>"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dict):
+        return "map[" + " ".join(f"{k}:{_text(x)}" for k, x in sorted(v.items())) + "]"
+    if isinstance(v, list):
+        return "[" + " ".join(_text(x) for x in v) + "]"
+    return str(v)
+
+
+def render(template: str, obj: Any) -> str:
+    template = template.encode().decode("unicode_escape") if "\\" in template else template
+    return _ACTION.sub(lambda m: _text(_value(m.group(1), obj)), template)
+
+
+def formatted(fmt: str, items: Sequence[Any], headers: dict[str, str],
+              row: Callable[[Any], Any] = lambda x: x) -> str:
+    """--format for a list command: `table …` renders a table whose headers are the
+    placeholders' docker names; anything else is one rendered line per item."""
+    if fmt.startswith("table"):
+        body = fmt[len("table"):].strip() or ""
+        header = render(re.sub(r"{{\s*\.(\w+)\s*}}",
+                               lambda m: headers.get(m.group(1), m.group(1).upper()), body),
+                        {})
+        lines = [header] + [render(body, row(i)) for i in items]
+        return table([line.split("\t") for line in lines])
+    return "".join(render(fmt, row(i)) + "\n" for i in items)

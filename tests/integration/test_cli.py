@@ -1,0 +1,143 @@
+"""`matou` beside the real docker CLI, on the same matoud: the same commands must print the
+same thing (ages normalised) and end with the same exit codes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.matoud import Daemon
+
+MATOU = os.path.join(os.path.dirname(sys.executable), "matou")
+pytestmark = pytest.mark.skipif(not shutil.which("docker"), reason="no docker CLI")
+
+AGES = re.compile(r"(Less than a second|About an? \w+|\d+ \w+)( ago)?")
+IDS = re.compile(r"\b[0-9a-f]{64}\b|\b[0-9a-f]{12}\b")
+
+
+def _norm(text: str) -> str:
+    # ages differ by the second they are printed at, and the columns' padding with them
+    return re.sub(r" {2,}", "  ", AGES.sub("AGE", text))
+
+
+def both(d: Daemon, *args: str, stdin: str | None = None) -> tuple[str, int]:
+    """Run ``args`` with docker and with matou; assert they agree; return matou's."""
+    out = []
+    for cli in ("docker", MATOU):
+        p = subprocess.run([cli, "-H", d.host, *args], capture_output=True, text=True,
+                           timeout=60, input=stdin)
+        out.append((p.stdout, p.returncode, p.stderr))
+    (dout, dcode, derr), (mout, mcode, merr) = out
+    assert (_norm(mout), mcode) == (_norm(dout), dcode), \
+        f"{args}\ndocker ({dcode}):\n{dout}{derr}\nmatou ({mcode}):\n{mout}{merr}"
+    return mout, mcode
+
+
+def pair(d: Daemon, *args: str) -> None:
+    """A verb that changes things, on two alike objects: NAME is `d-NAME` for docker and
+    `m-NAME` for matou; outputs compared with the prefixes taken out."""
+    out = []
+    for cli, prefix in (("docker", "d-"), (MATOU, "m-")):
+        argv = [a.replace("NAME", prefix) for a in args]
+        p = subprocess.run([cli, "-H", d.host, *argv], capture_output=True, text=True,
+                           timeout=60)
+        out.append((IDS.sub("ID", _norm(p.stdout.replace(prefix, ""))), p.returncode,
+                    p.stderr.replace(prefix, "")))
+    (dout, dcode, derr), (mout, mcode, merr) = out
+    assert (mout, mcode) == (dout, dcode), \
+        f"{args}\ndocker ({dcode}):\n{dout}{derr}\nmatou ({mcode}):\n{mout}{merr}"
+
+
+def test_side_by_side(daemon: Daemon, busybox_archive: Path) -> None:
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    # images
+    both(d, "images")
+    both(d, "images", "-q")
+    both(d, "images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
+    both(d, "image", "ls")
+    d.docker("tag", "busybox", "bb:one")
+    subprocess.run([MATOU, "-H", d.host, "tag", "busybox", "bb:two"], check=True, timeout=60)
+    both(d, "images", "bb")
+    both(d, "history", "-q", "busybox")
+    # containers
+    assert both(d, "run", "--rm", "busybox", "echo", "Hello World!")[0] == "Hello World!\n"
+    both(d, "run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    both(d, "run", "--rm", "-i", "busybox", "cat", stdin="piped\n")
+    both(d, "run", "--rm", "-e", "A=1", "-w", "/tmp", "-u", "1:2", "busybox", "sh", "-c",
+         "echo $A $(pwd) $(id -u):$(id -g)")
+    d.docker("run", "-d", "--name", "box", "-p", "127.0.0.1::80", "--label", "k=v",
+             "busybox", "sleep", "600")
+    both(d, "ps")
+    both(d, "ps", "-a")
+    both(d, "ps", "-q")
+    both(d, "ps", "--no-trunc", "-q")
+    both(d, "ps", "--format", "{{.Names}} {{.Image}} {{.Labels}}")
+    both(d, "ps", "--format", "table {{.ID}}\t{{.Names}}\t{{.Ports}}")
+    both(d, "ps", "-f", "label=k=v", "--format", "{{.Names}}")
+    both(d, "container", "ls", "-a")
+    both(d, "port", "box")
+    both(d, "port", "box", "80")
+    both(d, "inspect", "-f", "{{.Name}} {{.State.Running}} {{.Config.Image}}", "box")
+    both(d, "inspect", "--format", "{{json .Config.Labels}}", "box")
+    both(d, "inspect", "nosuchthing")
+    both(d, "exec", "box", "sh", "-c", "echo in; exit 4")
+    both(d, "exec", "-i", "box", "cat", stdin="typed\n")
+    both(d, "exec", "-e", "X=y", "-w", "/etc", "box", "sh", "-c", "echo $X $(pwd)")
+    both(d, "logs", "box")
+    both(d, "diff", "box")
+    both(d, "wait", "nosuch")
+    both(d, "stop", "nosuch")
+    both(d, "rm", "nosuch")
+    for prefix in ("d-", "m-"):
+        d.docker("run", "-d", "--name", f"{prefix}c1", "busybox", "sleep", "600")
+    pair(d, "pause", "NAMEc1")
+    pair(d, "unpause", "NAMEc1")
+    pair(d, "stop", "-t", "1", "NAMEc1")
+    pair(d, "start", "NAMEc1")
+    pair(d, "restart", "-t", "0", "NAMEc1")
+    pair(d, "kill", "NAMEc1")
+    pair(d, "rm", "NAMEc1")
+    pair(d, "create", "--name", "NAMEc2", "busybox", "true")
+    pair(d, "rename", "NAMEc2", "NAMEc3")
+    pair(d, "start", "NAMEc3")
+    pair(d, "wait", "NAMEc3")
+    pair(d, "rm", "NAMEc3")
+    pair(d, "volume", "create", "NAMEv")
+    pair(d, "volume", "rm", "NAMEv")
+    pair(d, "tag", "busybox", "NAMEimg:1")
+    pair(d, "rmi", "NAMEimg:1")
+    # volumes and networks
+    d.docker("volume", "create", "vol1")
+    both(d, "volume", "ls")
+    both(d, "volume", "ls", "-q")
+    both(d, "volume", "inspect", "-f", "{{.Name}} {{.Driver}}", "vol1")
+    both(d, "network", "ls")
+    both(d, "network", "ls", "-q")
+    both(d, "network", "inspect", "-f", "{{.Name}} {{.Driver}}", "bridge")
+    d.docker("rm", "-f", "box")
+    d.docker("volume", "rm", "vol1")
+    both(d, "ps", "-a")
+
+
+def test_errors_and_exit_codes(daemon: Daemon, busybox_archive: Path) -> None:
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+
+    def code(*args: str) -> int:
+        return subprocess.run([MATOU, "-H", d.host, *args], capture_output=True,
+                              timeout=60).returncode
+
+    assert code("run", "--rm", "busybox", "nosuchcmd") == 127
+    assert code("run", "--rm", "--network", "nosuchnet", "busybox", "true") == 125
+    assert code("nosuchcommand") == 1
+    p = subprocess.run([MATOU, "-H", "unix:///nonexistent.sock", "ps"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 1 and "Is the daemon running?" in p.stderr
+    assert "DOCKER_HOST" in p.stderr
