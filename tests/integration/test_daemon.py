@@ -493,3 +493,16 @@ def test_the_docker_20_10_cli(daemon: Daemon, busybox_archive: Path, tmp_path: P
     assert "httpd" in old("top", "w20")
     assert old("ps", "--format", "{{.Ports}}") == f"127.0.0.1:{port}->80/tcp\n"
     old("rm", "-f", "w20")
+
+
+def test_piped_stdin_and_paused_removal(daemon: Daemon, busybox_archive: Path) -> None:
+    daemon.docker("load", "-i", str(busybox_archive))
+    # the client half-closes once stdin is done; the output must still reach it
+    for _ in range(3):
+        assert daemon.docker("run", "--rm", "-i", "busybox", "cat",
+                             input="piped\n").stdout == "piped\n"
+    cid = daemon.docker("run", "-d", "busybox", "sleep", "600").stdout.strip()
+    daemon.docker("pause", cid)
+    assert daemon.docker("kill", "-s", "TERM", cid, check=False).returncode != 0
+    daemon.docker("rm", "-f", cid)  # SIGKILL, then thawed: it goes at once
+    assert daemon.docker("ps", "-aq").stdout == ""
