@@ -141,3 +141,47 @@ def test_errors_and_exit_codes(daemon: Daemon, busybox_archive: Path) -> None:
                        text=True, timeout=60)
     assert p.returncode == 1 and "Is the daemon running?" in p.stderr
     assert "DOCKER_HOST" in p.stderr
+
+
+def test_side_by_side_more(daemon: Daemon, busybox_archive: Path, tmp_path: Path) -> None:
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    d.docker("run", "-d", "--name", "box", "busybox", "sh", "-c",
+             "echo made > /made; exec sleep 600")
+    both(d, "system", "df")
+    both(d, "image", "inspect", "-f", "{{.Id}} {{.Os}}", "busybox")
+    both(d, "history", "busybox")
+    both(d, "diff", "box")
+    head = both(d, "stats", "--no-stream", "--format", "table {{.Name}}\t{{.PIDs}}")[0]
+    assert head.split()[:2] == ["NAME", "PIDS"]
+    # copies, both ways, as the docker CLI makes them
+    (tmp_path / "in.txt").write_text("from the host\n")
+    for cli, dest in (("docker", "d"), (MATOU, "m")):
+        subprocess.run([cli, "-H", d.host, "cp", str(tmp_path / "in.txt"), f"box:/{dest}.txt"],
+                       check=True, timeout=60)
+        subprocess.run([cli, "-H", d.host, "cp", "box:/made", str(tmp_path / f"{dest}.out")],
+                       check=True, timeout=60)
+        (tmp_path / f"{dest}-dir").mkdir()
+        subprocess.run([cli, "-H", d.host, "cp", "box:/etc", str(tmp_path / f"{dest}-dir")],
+                       check=True, timeout=60)
+    assert (tmp_path / "d.out").read_text() == (tmp_path / "m.out").read_text() == "made\n"
+    assert sorted(os.listdir(tmp_path / "d-dir" / "etc")) == \
+        sorted(os.listdir(tmp_path / "m-dir" / "etc"))
+    both(d, "exec", "box", "cat", "/d.txt", "/m.txt")
+    # save, load, commit, export
+    for cli, name in (("docker", "d.tar"), (MATOU, "m.tar")):
+        subprocess.run([cli, "-H", d.host, "save", "-o", str(tmp_path / name), "busybox"],
+                       check=True, timeout=60)
+    both(d, "load", "-i", str(tmp_path / "m.tar"))
+    both(d, "load", "-i", str(tmp_path / "d.tar"))
+    for prefix in ("d-", "m-"):
+        d.docker("run", "-d", "--name", f"{prefix}c", "busybox", "sleep", "600")
+    pair(d, "update", "--memory", "64m", "NAMEc")
+    pair(d, "commit", "NAMEc", "NAMEimage:1")
+    both(d, "images", "--format", "{{.Repository}}:{{.Tag}}")
+    for cli, name in (("docker", "d.export"), (MATOU, "m.export")):
+        subprocess.run([cli, "-H", d.host, "export", "-o", str(tmp_path / name), "box"],
+                       check=True, timeout=60)
+    assert (tmp_path / "d.export").stat().st_size == (tmp_path / "m.export").stat().st_size
+    pair(d, "container", "prune", "-f")
+    pair(d, "rm", "-f", "NAMEc")

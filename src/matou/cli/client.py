@@ -198,6 +198,11 @@ def _inspect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="+")
 
 
+def _objects_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format")
+    p.add_argument("names", nargs="+")
+
+
 def _print_objects(objs: list[Any], template: str | None) -> None:
     if template:
         for o in objs:
@@ -607,8 +612,18 @@ def run(c: Client, a: argparse.Namespace) -> int:
     with _terminal(a.tty and sys.stdin.isatty()):
         _pump(c, sock, a.interactive, a.tty, lambda h, w: c.request(
             "POST", f"/containers/{cid}/resize", {"h": h, "w": w}))
+    if a.interactive and _running(c, cid):  # the detach keys ended the stream
+        waiter.close()
+        return 0
     result = json.loads(waiter.read() or b"{}")
     return int(result.get("StatusCode", 0))
+
+
+def _running(c: Client, cid: str) -> bool:
+    try:
+        return bool(c.json("GET", f"/containers/{cid}/json")["State"]["Running"])
+    except ApiError:
+        return False
 
 
 def _pump(c: Client, sock: Any, stdin: bool, tty: bool,
@@ -702,6 +717,481 @@ def exec_(c: Client, a: argparse.Namespace) -> int:
             "POST", f"/exec/{ex['Id']}/resize", {"h": h, "w": w}))
     code = c.json("GET", f"/exec/{ex['Id']}/json").get("ExitCode")
     return int(code if code is not None else 0)
+
+
+def _attach_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-stdin", action="store_true")
+    p.add_argument("--detach-keys")
+    p.add_argument("--sig-proxy", default="true")
+    p.add_argument("name")
+
+
+@command("attach", "Attach local standard input, output, and error streams to a running "
+         "container")(_attach_args)
+def attach(c: Client, a: argparse.Namespace) -> int:
+    info_ = c.json("GET", f"/containers/{a.name}/json")
+    tty = bool(info_["Config"].get("Tty"))
+    stdin = bool(info_["Config"].get("OpenStdin")) and not a.no_stdin
+    sock = c.hijack(f"/containers/{a.name}/attach", {
+        "stream": True, "stdin": stdin, "stdout": True, "stderr": True,
+        "detachKeys": a.detach_keys})
+    with _terminal(tty and stdin and sys.stdin.isatty()):
+        _pump(c, sock, stdin, tty, lambda h, w: c.request(
+            "POST", f"/containers/{a.name}/resize", {"h": h, "w": w}))
+    if _running(c, info_["Id"]):
+        return 0
+    return int(c.json("GET", f"/containers/{a.name}/json")["State"]["ExitCode"])
+
+
+def _stats_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("--no-stream", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--format")
+    p.add_argument("names", nargs="*")
+
+
+def _stats_row(s: dict[str, Any], name: str, no_trunc: bool) -> dict[str, str]:
+    cpu, pre = s.get("cpu_stats") or {}, s.get("precpu_stats") or {}
+    d_cpu = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
+        pre.get("cpu_usage") or {}).get("total_usage", 0)
+    d_sys = (cpu.get("system_cpu_usage") or 0) - (pre.get("system_cpu_usage") or 0)
+    ncpu = cpu.get("online_cpus") or 1
+    cpu_pct = (d_cpu / d_sys * ncpu * 100) if d_sys > 0 and d_cpu > 0 else 0.0
+    mem = s.get("memory_stats") or {}
+    usage = (mem.get("usage") or 0) - ((mem.get("stats") or {}).get("total_inactive_file")
+                                      or (mem.get("stats") or {}).get("inactive_file") or 0)
+    limit = mem.get("limit") or 0
+    net = s.get("networks") or {}
+    rx = sum(n.get("rx_bytes", 0) for n in net.values())
+    tx = sum(n.get("tx_bytes", 0) for n in net.values())
+    blk = (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
+    rd = sum(b.get("value", 0) for b in blk if str(b.get("op")).lower() == "read")
+    wr = sum(b.get("value", 0) for b in blk if str(b.get("op")).lower() == "write")
+    cid = s.get("id", "")
+    return {"ID": cid if no_trunc else cid[:12], "Name": name, "Container": name,
+            "CPUPerc": f"{cpu_pct:.2f}%",
+            "MemUsage": f"{_bin_size(usage)} / {_bin_size(limit)}",
+            "MemPerc": f"{(usage / limit * 100) if limit else 0:.2f}%",
+            "NetIO": f"{fmt.human_size(rx)} / {fmt.human_size(tx)}",
+            "BlockIO": f"{fmt.human_size(rd)} / {fmt.human_size(wr)}",
+            "PIDs": str((s.get("pids_stats") or {}).get("current", 0))}
+
+
+def _bin_size(n: float) -> str:
+    """go-units BytesSize: binary units (KiB, MiB…) with two decimals."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n /= 1024
+        i += 1
+    return f"{n:.4g}{units[i]}" if i else f"{n:g}B"
+
+
+STATS_HEADERS = {"ID": "CONTAINER ID", "Name": "NAME", "Container": "CONTAINER",
+                 "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %",
+                 "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
+
+
+@command("stats", "Display a live stream of container(s) resource usage statistics")(
+    _stats_args)
+def stats(c: Client, a: argparse.Namespace) -> int:
+    names = a.names or [x["Names"][0].lstrip("/") for x in c.json(
+        "GET", "/containers/json", {"all": a.all or None})]
+    template = a.format or ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t"
+                            "{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}")
+    while True:
+        rows = [_stats_row(c.json("GET", f"/containers/{n}/stats", {"stream": False}), n,
+                           a.no_trunc) for n in names]
+        if not a.no_stream:
+            sys.stdout.write("\x1b[2J\x1b[H")
+        sys.stdout.write(fmt.formatted(template, rows, STATS_HEADERS))
+        sys.stdout.flush()
+        if a.no_stream:
+            return 0
+        time.sleep(1)
+
+
+def _cp_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--archive", action="store_true")
+    p.add_argument("-L", "--follow-link", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("src")
+    p.add_argument("dst")
+
+
+def _split(arg: str) -> tuple[str, str] | None:
+    if ":" in arg and not arg.startswith(("/", ".")):
+        name, _, path = arg.partition(":")
+        return name, path
+    return None
+
+
+@command("cp", "Copy files/folders between a container and the local filesystem")(_cp_args)
+def cp(c: Client, a: argparse.Namespace) -> int:
+    import io
+    import tarfile
+
+    src, dst = _split(a.src), _split(a.dst)
+    if (src is None) == (dst is None):
+        die("copying between containers or between local paths is not supported", 1)
+    if src is not None:
+        name, path = src
+        r = c.request("GET", f"/containers/{name}/archive", {"path": path}, stream=True)
+        base = os.path.abspath(a.dst)
+        into = os.path.isdir(base)
+        root = base if into else os.path.dirname(base)
+        with tarfile.open(fileobj=r, mode="r|") as tar:
+            for m in tar:
+                # the archive's top entry is the copied path; it lands at DEST (or in it)
+                rel = m.name.split("/", 1)[1] if "/" in m.name else ""
+                target = os.path.normpath(os.path.join(base, m.name) if into else
+                                          os.path.join(base, rel) if rel else base)
+                # a container's archive must not write outside the destination
+                if not (target == root or target.startswith(root.rstrip("/") + "/")):
+                    die(f"refusing {m.name!r}: it would land outside {root}", 1)
+                if (m.issym() or m.islnk()) and (os.path.isabs(m.linkname) or ".." in
+                                                 m.linkname.split("/")) and m.islnk():
+                    die(f"refusing hard link {m.name!r} -> {m.linkname!r}", 1)
+                m.name = os.path.relpath(target, root)
+                if m.islnk():
+                    m.linkname = os.path.relpath(os.path.join(
+                        base if into else root, m.linkname), root)
+                if not a.archive:
+                    m.uid, m.gid, m.uname, m.gname = os.getuid(), os.getgid(), "", ""
+                tar.extract(m, path=root, set_attrs=True)
+        return 0
+    assert dst is not None
+    name, path = dst
+    # as the docker CLI: into an existing directory under the source's name, else as the
+    # destination's own name in its parent
+    arcname = os.path.basename(a.src.rstrip("/")) or "."
+    try:
+        st = c.request("HEAD", f"/containers/{name}/archive", {"path": path})
+        import base64
+
+        mode = json.loads(base64.b64decode(st.getheader("X-Docker-Container-Path-Stat")
+                                           or "e30="))["mode"]
+        if not mode & (1 << 31):  # a file: replaced, under its own name
+            path, arcname = os.path.dirname(path.rstrip("/")) or "/", os.path.basename(path)
+    except ApiError as e:
+        if e.status != 404:
+            raise
+        path, arcname = os.path.dirname(path.rstrip("/")) or "/", os.path.basename(
+            path.rstrip("/"))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(a.src, arcname=arcname)
+    c.request("PUT", f"/containers/{name}/archive", {"path": path},
+              raw_body=buf.getvalue(), headers={"Content-Type": "application/x-tar"})
+    return 0
+
+
+def _out_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output")
+    p.add_argument("names", nargs="+")
+
+
+def _to_output(r: Any, output: str | None) -> None:
+    out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+    try:
+        while chunk := r.read(1 << 20):
+            out.write(chunk)
+    finally:
+        if output:
+            out.close()
+
+
+@command("export", "Export a container's filesystem as a tar archive")(_out_args)
+def export(c: Client, a: argparse.Namespace) -> int:
+    if a.output is None and sys.stdout.isatty():
+        die("cowardly refusing to save to a terminal. Use the -o flag or redirect", 1)
+    _to_output(c.request("GET", f"/containers/{a.names[0]}/export", stream=True), a.output)
+    return 0
+
+
+@command("save", "Save one or more images to a tar archive")(_out_args)
+def save(c: Client, a: argparse.Namespace) -> int:
+    if a.output is None and sys.stdout.isatty():
+        die("cowardly refusing to save to a terminal. Use the -o flag or redirect", 1)
+    from urllib.parse import urlencode
+
+    r = c.request("GET", "/images/get?" + urlencode([("names", n) for n in a.names]),
+                  stream=True)
+    _to_output(r, a.output)
+    return 0
+
+
+def _load_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--input")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+
+@command("load", "Load an image from a tar archive or STDIN")(_load_args)
+def load(c: Client, a: argparse.Namespace) -> int:
+    data = open(a.input, "rb").read() if a.input else sys.stdin.buffer.read()  # noqa: SIM115
+    r = c.request("POST", "/images/load", {"quiet": a.quiet or None}, raw_body=data,
+                  headers={"Content-Type": "application/x-tar"}, stream=True)
+    for msg in c.json_stream(r):
+        if msg.get("error"):
+            die(msg["error"], 1)
+        if msg.get("stream"):
+            sys.stdout.write(msg["stream"])
+    return 0
+
+
+def _import_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--change", action="append", default=[])
+    p.add_argument("-m", "--message")
+    p.add_argument("file")
+    p.add_argument("reference", nargs="?")
+
+
+@command("import", "Import the contents from a tarball to create a filesystem image")(
+    _import_args)
+def import_(c: Client, a: argparse.Namespace) -> int:
+    data = sys.stdin.buffer.read() if a.file == "-" else open(a.file, "rb").read()  # noqa: SIM115
+    repo, tag = (a.reference.rpartition(":")[0::2] if a.reference and ":" in
+                 a.reference.rsplit("/", 1)[-1] else (a.reference or "", ""))
+    from urllib.parse import urlencode
+
+    q = [("fromSrc", "-"), ("repo", repo), ("tag", tag), ("message", a.message or "")]
+    q += [("changes", ch) for ch in a.change]
+    r = c.request("POST", "/images/create?" + urlencode(q), raw_body=data, stream=True,
+                  headers={"Content-Type": "application/x-tar"})
+    for msg in c.json_stream(r):
+        if msg.get("error"):
+            die(msg["error"], 1)
+        if msg.get("status"):
+            print(msg["status"])
+    return 0
+
+
+def _commit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--author")
+    p.add_argument("-c", "--change", action="append", default=[])
+    p.add_argument("-m", "--message")
+    p.add_argument("-p", "--pause", default="true")
+    p.add_argument("name")
+    p.add_argument("reference", nargs="?")
+
+
+@command("commit", "Create a new image from a container's changes")(_commit_args)
+def commit(c: Client, a: argparse.Namespace) -> int:
+    repo, tag = (a.reference.rpartition(":")[0::2] if a.reference and ":" in
+                 a.reference.rsplit("/", 1)[-1] else (a.reference or None, None))
+    r = c.json("POST", "/commit", {"container": a.name, "repo": repo, "tag": tag,
+                                   "comment": a.message, "author": a.author,
+                                   "changes": "\n".join(a.change) or None})
+    print(r["Id"])
+    return 0
+
+
+def _update_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--memory")
+    p.add_argument("--cpus", type=float)
+    p.add_argument("--cpu-shares", type=int)
+    p.add_argument("--pids-limit", type=int)
+    p.add_argument("--restart")
+    p.add_argument("names", nargs="+")
+
+
+@command("update", "Update configuration of one or more containers")(_update_args)
+def update(c: Client, a: argparse.Namespace) -> int:
+    body: dict[str, Any] = {}
+    if a.memory:
+        body["Memory"] = _size(a.memory)
+    if a.cpus:
+        body["NanoCpus"] = int(a.cpus * 1e9)
+    if a.cpu_shares is not None:
+        body["CpuShares"] = a.cpu_shares
+    if a.pids_limit is not None:
+        body["PidsLimit"] = a.pids_limit
+    if a.restart:
+        name, _, count = a.restart.partition(":")
+        body["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(count or 0)}
+    return _each(c, a.names, lambda n: c.json("POST", f"/containers/{n}/update", body=body))
+
+
+def _prune_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("--filter", action="append", default=[])
+    p.add_argument("--volumes", action="store_true")
+
+
+def _confirm(a: argparse.Namespace, what: str) -> bool:
+    if a.force:
+        return True
+    print(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ",
+          end="", flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _reclaimed(n: int) -> None:
+    print(f"Total reclaimed space: {fmt.human_size(n)}")
+
+
+@command("container-prune", "Remove all stopped containers")(_prune_args)
+def container_prune(c: Client, a: argparse.Namespace) -> int:
+    if not _confirm(a, "all stopped containers"):
+        return 0
+    r = c.json("POST", "/containers/prune", {"filters": _filters(a.filter)})
+    if r.get("ContainersDeleted"):
+        print("Deleted Containers:\n" + "\n".join(r["ContainersDeleted"]) + "\n")
+    _reclaimed(r.get("SpaceReclaimed") or 0)
+    return 0
+
+
+@command("image-prune", "Remove unused images")(_prune_args)
+def image_prune(c: Client, a: argparse.Namespace) -> int:
+    if not _confirm(a, "all dangling images" if not a.all else
+                    "all images without at least one container associated to them"):
+        return 0
+    f = _filters(a.filter) or {}
+    f["dangling"] = ["false" if a.all else "true"]
+    r = c.json("POST", "/images/prune", {"filters": f})
+    deleted = r.get("ImagesDeleted") or []
+    if deleted:
+        print("Deleted Images:")
+        for d in deleted:
+            for k, v in d.items():
+                print(f"{k.lower()}: {v}")
+        print()
+    _reclaimed(r.get("SpaceReclaimed") or 0)
+    return 0
+
+
+@command("volume-prune", "Remove unused local volumes")(_prune_args)
+def volume_prune(c: Client, a: argparse.Namespace) -> int:
+    if not _confirm(a, "anonymous local volumes not used by at least one container"
+                    if not a.all else "all local volumes not used by at least one container"):
+        return 0
+    f = _filters(a.filter) or {}
+    if a.all:
+        f["all"] = ["true"]
+    r = c.json("POST", "/volumes/prune", {"filters": f or None})
+    if r.get("VolumesDeleted"):
+        print("Deleted Volumes:\n" + "\n".join(r["VolumesDeleted"]) + "\n")
+    _reclaimed(r.get("SpaceReclaimed") or 0)
+    return 0
+
+
+@command("network-prune", "Remove all unused networks")(_prune_args)
+def network_prune(c: Client, a: argparse.Namespace) -> int:
+    if not _confirm(a, "all custom networks not used by at least one container"):
+        return 0
+    r = c.json("POST", "/networks/prune", {"filters": _filters(a.filter)})
+    if r.get("NetworksDeleted"):
+        print("Deleted Networks:\n" + "\n".join(r["NetworksDeleted"]))
+    return 0
+
+
+@command("system-prune", "Remove unused data")(_prune_args)
+def system_prune(c: Client, a: argparse.Namespace) -> int:
+    if not _confirm(a, "all stopped containers, unused networks and dangling images"):
+        return 0
+    a.force = True
+    container_prune(c, a)
+    network_prune(c, a)
+    if a.volumes:
+        volume_prune(c, a)
+    image_prune(c, a)
+    return 0
+
+
+def _df_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--format")
+
+
+def _share(part: int, whole: int) -> str:
+    """docker system df's RECLAIMABLE: a size, and its share of the whole when any."""
+    text = fmt.human_size(part, 4)
+    return f"{text} ({int(part * 100 / whole)}%)" if whole > 0 else text
+
+
+@command("system-df", "Show matou disk usage")(_df_args)
+def system_df(c: Client, a: argparse.Namespace) -> int:
+    d = c.json("GET", "/system/df")
+    imgs, ctrs = d.get("Images") or [], d.get("Containers") or []
+    vols = d.get("Volumes") or []
+    rows = [
+        {"Type": "Images", "TotalCount": str(len(imgs)),
+         "Active": str(sum(1 for i in imgs if (i.get("Containers") or 0) > 0)),
+         "Size": fmt.human_size(sum(i.get("Size", 0) for i in imgs), 4),
+         "Reclaimable": _share(sum(i.get("Size", 0) for i in imgs
+                                   if not i.get("Containers")),
+                               sum(i.get("Size", 0) for i in imgs))},
+        {"Type": "Containers", "TotalCount": str(len(ctrs)),
+         "Active": str(sum(1 for x in ctrs if x.get("State") == "running")),
+         "Size": fmt.human_size(sum(x.get("SizeRw") or 0 for x in ctrs), 4),
+         "Reclaimable": _share(sum(x.get("SizeRw") or 0 for x in ctrs
+                                   if x.get("State") != "running"),
+                               sum(x.get("SizeRw") or 0 for x in ctrs))},
+        {"Type": "Local Volumes", "TotalCount": str(len(vols)),
+         "Active": str(sum(1 for v in vols if ((v.get("UsageData") or {}).get("RefCount")
+                                               or 0) > 0)),
+         "Size": fmt.human_size(sum(max((v.get("UsageData") or {}).get("Size") or 0, 0)
+                                    for v in vols)),
+         "Reclaimable": "0B"},
+        {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B",
+         "Reclaimable": "0B"}]
+    sys.stdout.write(fmt.formatted(
+        a.format or "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t"
+                    "{{.Reclaimable}}", rows,
+        {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
+         "Reclaimable": "RECLAIMABLE"}))
+    return 0
+
+
+def _events_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since")
+    p.add_argument("--until")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+
+
+@command("events", "Get real time events from the server")(_events_args)
+def events(c: Client, a: argparse.Namespace) -> int:
+    r = c.request("GET", "/events", {"since": a.since, "until": a.until,
+                                      "filters": _filters(a.filter)}, stream=True)
+    for ev in c.json_stream(r):
+        if a.format:
+            print(fmt.render(a.format, ev), flush=True)
+            continue
+        attrs = (ev.get("Actor") or {}).get("Attributes") or {}
+        when = ev.get("timeNano", 0)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(when // 10**9)) + \
+            f".{when % 10**9:09d}" + time.strftime("%z", time.localtime(when // 10**9))
+        stamp = stamp[:-2] + ":" + stamp[-2:]
+        print(f"{stamp} {ev.get('Type')} {ev.get('Action')} "
+              f"{(ev.get('Actor') or {}).get('ID', '')} "
+              f"({', '.join(f'{k}={v}' for k, v in sorted(attrs.items()))})", flush=True)
+    return 0
+
+
+@command("image-inspect", "Display detailed information on one or more images")(
+    _objects_args)
+def image_inspect(c: Client, a: argparse.Namespace) -> int:
+    _print_objects([c.json("GET", f"/images/{n}/json") for n in a.names], a.format)
+    return 0
+
+
+def _search_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=int)
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("term")
+
+
+@command("search", "Search Docker Hub (or a registry) for images")(_search_args)
+def search(c: Client, a: argparse.Namespace) -> int:
+    rows = c.json("GET", "/images/search", {"term": a.term, "limit": a.limit})
+    sys.stdout.write(fmt.table([["NAME", "DESCRIPTION", "STARS", "OFFICIAL"]] + [
+        [r.get("name", ""), r.get("description", "") if a.no_trunc else
+         fmt.truncate(r.get("description", ""), 45), str(r.get("star_count", 0)),
+         "[OK]" if r.get("is_official") else ""] for r in rows]))
+    return 0
 
 
 # -- images ------------------------------------------------------------------------------
@@ -872,11 +1362,6 @@ def _volume_rm_args(p: argparse.ArgumentParser) -> None:
 def volume_rm(c: Client, a: argparse.Namespace) -> int:
     return _each(c, a.names, lambda n: c.request("DELETE", f"/volumes/{n}",
                                                  {"force": a.force or None}))
-
-
-def _objects_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--format")
-    p.add_argument("names", nargs="+")
 
 
 @command("volume-inspect", "Display detailed information on one or more volumes")(
