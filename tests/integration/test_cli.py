@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,44 @@ def test_side_by_side_more(daemon: Daemon, busybox_archive: Path, tmp_path: Path
     assert (tmp_path / "d.export").stat().st_size == (tmp_path / "m.export").stat().st_size
     pair(d, "container", "prune", "-f")
     pair(d, "rm", "-f", "NAMEc")
+
+
+@pytest.mark.skipif(not shutil.which("tmux"), reason="no tmux")
+def test_run_it_in_tmux(daemon: Daemon, busybox_archive: Path, tmp_path: Path) -> None:
+    """A real terminal: typing, a window resize, and ctrl-p ctrl-q to detach."""
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    sock = f"matou-test-{os.getpid()}"
+
+    def tmux(*args: str) -> str:
+        return subprocess.run(["tmux", "-L", sock, *args], capture_output=True, text=True,
+                              timeout=30).stdout
+
+    def screen_has(text: str) -> bool:
+        for _ in range(100):
+            if text in tmux("capture-pane", "-p", "-t", "t"):
+                return True
+            time.sleep(0.1)
+        return False
+
+    try:
+        status = tmp_path / "status"
+        tmux("new-session", "-d", "-s", "t", "-x", "80", "-y", "24",
+             f"{MATOU} -H {d.host} run -it --name tt busybox sh; echo $? > {status}")
+        tmux("set-option", "-t", "t", "remain-on-exit", "on")
+        assert screen_has("#"), tmux("capture-pane", "-p", "-t", "t")
+        tmux("send-keys", "-t", "t", "echo typed-$((40+2))", "Enter")
+        assert screen_has("typed-42")
+        tmux("resize-window", "-t", "t", "-x", "100", "-y", "30")
+        time.sleep(0.3)
+        tmux("send-keys", "-t", "t", "stty size", "Enter")
+        assert screen_has("30 100"), tmux("capture-pane", "-p", "-t", "t")
+        tmux("send-keys", "-t", "t", "C-p", "C-q")
+        for _ in range(100):
+            if tmux("list-panes", "-t", "t", "-F", "#{pane_dead}").strip() == "1":
+                break
+            time.sleep(0.1)
+        assert status.read_text() == "0\n"  # matou left at once, and cleanly
+        assert d.docker("inspect", "-f", "{{.State.Running}}", "tt").stdout == "true\n"
+    finally:
+        tmux("kill-server")

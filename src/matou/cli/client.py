@@ -631,14 +631,13 @@ def _pump(c: Client, sock: Any, stdin: bool, tty: bool,
     import threading
 
     if tty and sys.stdin.isatty():
-        import shutil
         import signal
 
         def on_winch(*_: Any) -> None:
-            size = shutil.get_terminal_size()
-            try:
+            try:  # the terminal's own size (not $COLUMNS/$LINES, which go stale)
+                size = os.get_terminal_size(sys.stdin.fileno())
                 resize(size.lines, size.columns)
-            except (ApiError, Unreachable):
+            except (ApiError, Unreachable, OSError):
                 pass
 
         signal.signal(signal.SIGWINCH, on_winch)
