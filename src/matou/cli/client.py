@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from matou.cli import formatting as fmt
 from matou.client.transport import ApiError, Client, Unreachable
@@ -840,7 +840,7 @@ def cp(c: Client, a: argparse.Namespace) -> int:
         base = os.path.abspath(a.dst)
         into = os.path.isdir(base)
         root = base if into else os.path.dirname(base)
-        with tarfile.open(fileobj=r, mode="r|") as tar:
+        with tarfile.open(fileobj=cast(Any, r), mode="r|") as tar:
             for m in tar:
                 # the archive's top entry is the copied path; it lands at DEST (or in it)
                 rel = m.name.split("/", 1)[1] if "/" in m.name else ""

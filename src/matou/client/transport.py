@@ -2,21 +2,23 @@
 client certificates), version negotiation through /_ping, Docker's error shape turned into
 one exception, streamed bodies, and the hijacked connection of attach and exec.
 
-Only the standard library (http.client, ssl, socket): `matou version` must start about as
-fast as a bare interpreter.
+Only the standard library, and little of it (no http.client: it imports the email
+package; ssl only for TLS): `matou version` must start about as fast as a bare
+interpreter.
 
 May import: errors (and stdlib).
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
-import ssl
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ssl
 from urllib.parse import quote, urlencode
 
 CLIENT_API = "1.50"
@@ -36,17 +38,82 @@ class Unreachable(Exception):
     """The daemon could not be reached; the text says how to fix it."""
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
+class Response:
+    """An HTTP/1.1 response read straight off the socket (http.client would import the
+    email package: a third of the CLI's start-up): status, headers, and a body read
+    whole, in pieces, or as it streams (Content-Length, chunked, or to EOF)."""
 
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if self.timeout is not None:
-            s.settimeout(self.timeout)
-        s.connect(self.path)
-        self.sock = s
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        head = self._until(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        self.headers = {k.strip().lower(): v.strip() for k, _, v in
+                        (line.partition(":") for line in lines[1:] if line)}
+        self.chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        length = self.headers.get("content-length")
+        self.left = int(length) if length is not None and not self.chunked else -1
+        self.done = self.left == 0
+        self.read_all = b""
+
+    def getheader(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        self.buf += data
+        return bool(data)
+
+    def _until(self, marker: bytes) -> bytes:
+        while marker not in self.buf:
+            if not self._fill():
+                raise ConnectionError("the daemon closed the connection")
+        head, _, self.buf = self.buf.partition(marker)
+        return head
+
+    def read1(self, n: int = 65536) -> bytes:
+        """Some of the body (b"" at its end)."""
+        if self.done:
+            return b""
+        if self.chunked:
+            if self.left <= 0:
+                size = int(self._until(b"\r\n").split(b";")[0] or b"0", 16)
+                if size == 0:
+                    self.done = True
+                    return b""
+                self.left = size
+            while not self.buf and self._fill():
+                pass
+            take = self.buf[: min(n, self.left)]
+            self.buf = self.buf[len(take):]
+            self.left -= len(take)
+            if self.left == 0:
+                self._until(b"\r\n")
+            if not take:
+                self.done = True
+            return take
+        if not self.buf and not self._fill():
+            self.done = True
+            return b""
+        take = self.buf[: n if self.left < 0 else min(n, self.left)]
+        self.buf = self.buf[len(take):]
+        if self.left >= 0:
+            self.left -= len(take)
+            self.done = self.left == 0
+        return take
+
+    def read(self, n: int = -1) -> bytes:
+        if n >= 0:
+            return self.read1(n)
+        out = []
+        while chunk := self.read1():
+            out.append(chunk)
+        return b"".join(out)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def host_from_env(flag: str | None) -> str:
@@ -55,6 +122,8 @@ def host_from_env(flag: str | None) -> str:
 
 def tls_from_env(tls: bool, verify: bool, ca: str | None, cert: str | None,
                  key: str | None) -> ssl.SSLContext | None:
+    import ssl
+
     """docker's TLS flags and DOCKER_TLS_VERIFY / DOCKER_CERT_PATH."""
     verify = verify or bool(os.environ.get("DOCKER_TLS_VERIFY"))
     if not (tls or verify):
@@ -82,18 +151,44 @@ class Client:
 
     # -- connections ---------------------------------------------------------------------
 
-    def _connection(self, timeout: float | None = None) -> http.client.HTTPConnection:
+    def _connect(self, timeout: float | None = None) -> socket.socket:
         t = timeout if timeout is not None else self.timeout
         if self.host.startswith("unix://"):
-            return _UnixConnection(self.host[len("unix://"):], t)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(t)
+            s.connect(self.host[len("unix://"):])
+            return s
         if self.host.startswith(("tcp://", "http://", "https://")):
             hostport = self.host.split("://", 1)[1].rstrip("/")
             h, _, port = hostport.rpartition(":")
-            if self.tls is not None or self.host.startswith("https://"):
-                return http.client.HTTPSConnection(h.strip("[]"), int(port or 2376),
-                                                   timeout=t, context=self.tls)
-            return http.client.HTTPConnection(h.strip("[]"), int(port or 2375), timeout=t)
+            h = h.strip("[]")
+            tls = self.tls is not None or self.host.startswith("https://")
+            s = socket.create_connection((h, int(port or (2376 if tls else 2375))), timeout=t)
+            if tls:
+                import ssl
+
+                ctx = self.tls or ssl.create_default_context()
+                s = ctx.wrap_socket(s, server_hostname=h)
+            return s
         raise Unreachable(f"unsupported host {self.host!r}: use unix:///PATH or tcp://HOST:PORT")
+
+    def _send(self, method: str, path: str, body: bytes | None,
+              headers: dict[str, str], timeout: float | None = None) -> Response:
+        try:
+            s = self._connect(timeout)
+        except OSError as e:
+            raise self._unreachable(e) from e
+        head = [f"{method} {path} HTTP/1.1", "Host: localhost", "User-Agent: matou",
+                "Connection: close"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        if body is not None or method in ("POST", "PUT"):
+            head.append(f"Content-Length: {len(body or b'')}")
+        try:
+            s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + (body or b""))
+            return Response(s)
+        except OSError as e:
+            s.close()
+            raise self._unreachable(e) from e
 
     def _unreachable(self, e: OSError) -> Unreachable:
         where = self.host
@@ -109,15 +204,9 @@ class Client:
         """The API version both sides speak: the daemon's, capped at ours."""
         if self.version:
             return self.version
-        conn = self._connection()
-        try:
-            conn.request("GET", "/_ping")
-            r = conn.getresponse()
-            r.read()
-        except OSError as e:
-            raise self._unreachable(e) from e
-        finally:
-            conn.close()
+        r = self._send("GET", "/_ping", None, {})
+        r.read()
+        r.close()
         server = r.getheader("API-Version") or CLIENT_API
         self.version = min((server, CLIENT_API), key=lambda v: tuple(map(int, v.split("."))))
         return self.version
@@ -133,44 +222,37 @@ class Client:
     def request(self, method: str, path: str, query: dict[str, Any] | None = None,
                 body: Any = None, headers: dict[str, str] | None = None,
                 raw_body: bytes | None = None, stream: bool = False,
-                timeout: float | None = None) -> http.client.HTTPResponse:
+                timeout: float | None = None) -> Response:
         """Send a request; an error status raises ApiError. With ``stream`` the response is
         returned unread (the caller reads and closes it)."""
-        conn = self._connection(timeout)
         data = raw_body if raw_body is not None else (
             json.dumps(body).encode() if body is not None else None)
         hdrs = dict(headers or {})
         if body is not None and raw_body is None:
             hdrs.setdefault("Content-Type", "application/json")
-        try:
-            conn.request(method, self._path(path, query), body=data, headers=hdrs)
-            r = conn.getresponse()
-        except OSError as e:
-            conn.close()
-            raise self._unreachable(e) from e
+        r = self._send(method, self._path(path, query), data, hdrs, timeout)
         if r.status >= 400:
             text = r.read()
-            conn.close()
+            r.close()
             try:
                 message = json.loads(text).get("message") or text.decode()
             except ValueError:
                 message = text.decode(errors="replace").strip()
             raise ApiError(r.status, message)
         if not stream:
-            r.read_all = r.read()  # type: ignore[attr-defined]
-            conn.close()
+            r.read_all = b"" if method == "HEAD" else r.read()
+            r.close()
         return r
 
     def json(self, method: str, path: str, query: dict[str, Any] | None = None,
              body: Any = None) -> Any:
-        r = self.request(method, path, query, body)
-        data: bytes = r.read_all  # type: ignore[attr-defined]
+        data = self.request(method, path, query, body).read_all
         return json.loads(data) if data.strip() else None
 
-    def json_stream(self, r: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+    def json_stream(self, r: Response) -> Iterator[dict[str, Any]]:
         """The JSON lines of a progress or events stream."""
         buf = b""
-        while chunk := r.read1(65536) if hasattr(r, "read1") else r.read(65536):
+        while chunk := r.read1(65536):
             buf += chunk
             while b"\n" in buf:
                 line, _, buf = buf.partition(b"\n")
@@ -188,14 +270,8 @@ class Client:
                 "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(data)}\r\n\r\n").encode()
         try:
-            if self.host.startswith("unix://"):
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.connect(self.host[len("unix://"):])
-            else:
-                conn = self._connection()
-                conn.connect()
-                assert conn.sock is not None
-                s = conn.sock
+            s = self._connect()
+            s.settimeout(None)
             s.sendall(head + data)
             resp = b""
             while not resp.endswith(b"\r\n\r\n"):
