@@ -18,7 +18,8 @@ from tests.integration.matoud import Daemon
 MATOU = os.path.join(os.path.dirname(sys.executable), "matou")
 pytestmark = pytest.mark.skipif(not shutil.which("docker"), reason="no docker CLI")
 
-AGES = re.compile(r"(Less than a second|About an? \w+|\d+ \w+)( ago)?")
+AGES = re.compile(r"(Less than a second|About an? (minute|hour)|\d+ (second|minute|hour|day|"
+                  r"week|month|year)s?)( ago)?")
 IDS = re.compile(r"\b[0-9a-f]{64}\b|\b[0-9a-f]{12}\b")
 
 
@@ -227,3 +228,39 @@ def test_run_it_in_tmux(daemon: Daemon, busybox_archive: Path, tmp_path: Path) -
         assert d.docker("inspect", "-f", "{{.State.Running}}", "tt").stdout == "true\n"
     finally:
         tmux("kill-server")
+
+
+def test_side_by_side_rest(daemon: Daemon, busybox_archive: Path, tmp_path: Path) -> None:
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    d.docker("run", "-d", "--name", "box", "busybox", "sleep", "600")
+    out = both(d, "top", "box")[0]
+    assert out.split()[:2] == ["UID", "PID"]
+    both(d, "info", "--format", "{{.OSType}} {{.Containers}} {{.Images}}")
+    both(d, "version", "--format", "{{.Server.APIVersion}} {{.Server.Os}}")
+    # networks: create, connect, disconnect, rm, prune
+    for prefix, subnet in (("d-", "10.201.0.0/24"), ("m-", "10.202.0.0/24")):
+        subprocess.run([("docker" if prefix == "d-" else MATOU), "-H", d.host, "network",
+                        "create", "--subnet", subnet, f"{prefix}net"], check=True,
+                       capture_output=True, timeout=60)
+    pair(d, "network", "connect", "--alias", "x", "NAMEnet", "box")
+    pair(d, "network", "disconnect", "NAMEnet", "box")
+    pair(d, "network", "rm", "NAMEnet")
+    both(d, "network", "prune", "-f")
+    # volumes and images pruned
+    for prefix in ("d-", "m-"):
+        d.docker("volume", "create", "--label", f"who={prefix}", f"{prefix}vol")
+    both(d, "volume", "prune", "-f", "--filter", "label=nobody")
+    pair(d, "volume", "prune", "-a", "-f", "--filter", "label=who=NAME")
+    both(d, "image", "prune", "-f")
+    # import
+    rootfs = tmp_path / "rootfs.tar"
+    d.docker("export", "-o", str(rootfs), "box")
+    pair(d, "import", "-m", "imported", str(rootfs), "NAMEimported:1")
+    both(d, "images", "--format", "{{.Repository}}:{{.Tag}}")
+    # attach: to a container that has finished, the output and the end
+    for prefix, wait in (("d-", 1), ("m-", 3)):  # matou's turn comes a second later
+        d.docker("run", "-d", "--name", f"{prefix}said", "busybox", "sh", "-c",
+                 f"sleep {wait}; echo said; exit 3")
+    pair(d, "attach", "NAMEsaid")  # waits for the end: its output and exit code
+    pair(d, "attach", "NAMEsaid")  # stopped now: refused, as the docker CLI does

@@ -67,9 +67,20 @@ async def prune(request: web.Request) -> web.StreamResponse:
     for v in e.volumes.all():
         if v["Name"] in used or not (everything or v["Anonymous"]):
             continue
+        labels = v.get("Labels") or {}
+        assert isinstance(labels, dict)
+        if "label" in f and not all(_label_is(labels, w) for w in f["label"]):
+            continue
+        if "label!" in f and any(_label_is(labels, w) for w in f["label!"]):
+            continue
         e.volumes.remove(str(v["Name"]), used)
         deleted.append(v["Name"])
     return json_response({"VolumesDeleted": deleted or None, "SpaceReclaimed": 0})
+
+
+def _label_is(labels: dict[str, str], want: str) -> bool:
+    k, eq, v = want.partition("=")
+    return k in labels and (not eq or labels[k] == v)
 
 
 ROUTES = [

@@ -76,7 +76,8 @@ def _version_args(p: argparse.ArgumentParser) -> None:
 def version(c: Client, a: argparse.Namespace) -> int:
     from matou import __version__
 
-    client = {"Platform": {"Name": "matou"}, "Version": __version__, "ApiVersion": "1.50",
+    client: dict[str, Any] = {"Platform": {"Name": "matou"}, "Version": __version__,
+                              "ApiVersion": "1.50",
               "Os": sys.platform, "Arch": os.uname().machine}
     server: dict[str, Any] | None = None
     err = None
@@ -84,7 +85,10 @@ def version(c: Client, a: argparse.Namespace) -> int:
         server = c.json("GET", "/version")
     except (Unreachable, ApiError) as e:
         err = e
-    if a.format:
+    if a.format:  # templates use the docker CLI's Go field names
+        for part in (client, server or {}):
+            part.setdefault("APIVersion", part.get("ApiVersion"))
+            part.setdefault("MinAPIVersion", part.get("MinAPIVersion"))
         sys.stdout.write(fmt.render(a.format, {"Client": client, "Server": server}) + "\n")
     else:
         print(f"Client:\n Version:           {client['Version']}\n API version:       "
@@ -612,10 +616,21 @@ def run(c: Client, a: argparse.Namespace) -> int:
     with _terminal(a.tty and sys.stdin.isatty()):
         _pump(c, sock, a.interactive, a.tty, lambda h, w: c.request(
             "POST", f"/containers/{cid}/resize", {"h": h, "w": w}))
-    if a.interactive and _running(c, cid):  # the detach keys ended the stream
-        waiter.close()
-        return 0
+    return _exit_code(c, cid, waiter, a.interactive)
+
+
+def _exit_code(c: Client, cid: str, waiter: Any, may_detach: bool) -> int:
+    """The container's exit code once its stream ended — or 0 if the stream ended because
+    the detach keys were typed and the container runs on."""
+    if may_detach:
+        import select
+
+        ready, _, _ = select.select([waiter.sock], [], [], 1.0)
+        if not ready and _running(c, cid):
+            waiter.close()
+            return 0
     result = json.loads(waiter.read() or b"{}")
+    waiter.close()
     return int(result.get("StatusCode", 0))
 
 
@@ -729,17 +744,19 @@ def _attach_args(p: argparse.ArgumentParser) -> None:
          "container")(_attach_args)
 def attach(c: Client, a: argparse.Namespace) -> int:
     info_ = c.json("GET", f"/containers/{a.name}/json")
+    if not info_["State"]["Running"]:  # as the docker CLI, before asking the daemon
+        die("You cannot attach to a stopped container, start it first", 1)
     tty = bool(info_["Config"].get("Tty"))
     stdin = bool(info_["Config"].get("OpenStdin")) and not a.no_stdin
+    waiter = c.request("POST", f"/containers/{info_['Id']}/wait",
+                       {"condition": "next-exit"}, stream=True)
     sock = c.hijack(f"/containers/{a.name}/attach", {
         "stream": True, "stdin": stdin, "stdout": True, "stderr": True,
         "detachKeys": a.detach_keys})
     with _terminal(tty and stdin and sys.stdin.isatty()):
         _pump(c, sock, stdin, tty, lambda h, w: c.request(
             "POST", f"/containers/{a.name}/resize", {"h": h, "w": w}))
-    if _running(c, info_["Id"]):
-        return 0
-    return int(c.json("GET", f"/containers/{a.name}/json")["State"]["ExitCode"])
+    return _exit_code(c, info_["Id"], waiter, stdin)
 
 
 def _stats_args(p: argparse.ArgumentParser) -> None:
