@@ -264,3 +264,21 @@ def test_side_by_side_rest(daemon: Daemon, busybox_archive: Path, tmp_path: Path
                  f"sleep {wait}; echo said; exit 3")
     pair(d, "attach", "NAMEsaid")  # waits for the end: its output and exit code
     pair(d, "attach", "NAMEsaid")  # stopped now: refused, as the docker CLI does
+
+
+def test_signals_are_proxied(daemon: Daemon, busybox_archive: Path) -> None:
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    p = subprocess.Popen([MATOU, "-H", d.host, "run", "--rm", "busybox", "sh", "-c",
+                          'trap "echo got TERM; exit 9" TERM; echo ready; '
+                          "while true; do sleep 0.1; done"],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline() == "ready\n"
+        p.terminate()  # matou passes it on (--sig-proxy), the container answers
+        assert p.wait(timeout=30) == 9
+        assert p.stdout.read() == "got TERM\n"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

@@ -613,10 +613,28 @@ def run(c: Client, a: argparse.Namespace) -> int:
         die(f"matou: Error response from daemon: {e.message}", 127 if "not found" in
             e.message or "no such file" in e.message else 126 if "permission denied" in
             e.message else 125)
+    if a.sig_proxy.lower() in ("true", "1") and not a.tty:
+        _proxy_signals(c, cid)
     with _terminal(a.tty and sys.stdin.isatty()):
         _pump(c, sock, a.interactive, a.tty, lambda h, w: c.request(
             "POST", f"/containers/{cid}/resize", {"h": h, "w": w}))
     return _exit_code(c, cid, waiter, a.interactive)
+
+
+def _proxy_signals(c: Client, cid: str) -> None:
+    """--sig-proxy (on by default without a TTY): what matou receives, the container gets."""
+    import signal
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            c.request("POST", f"/containers/{cid}/kill",
+                      {"signal": signal.Signals(signum).name})
+        except (ApiError, Unreachable):
+            pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, forward)
 
 
 def _exit_code(c: Client, cid: str, waiter: Any, may_detach: bool) -> int:
@@ -753,6 +771,8 @@ def attach(c: Client, a: argparse.Namespace) -> int:
     sock = c.hijack(f"/containers/{a.name}/attach", {
         "stream": True, "stdin": stdin, "stdout": True, "stderr": True,
         "detachKeys": a.detach_keys})
+    if a.sig_proxy.lower() in ("true", "1") and not tty:
+        _proxy_signals(c, info_["Id"])
     with _terminal(tty and stdin and sys.stdin.isatty()):
         _pump(c, sock, stdin, tty, lambda h, w: c.request(
             "POST", f"/containers/{a.name}/resize", {"h": h, "w": w}))
