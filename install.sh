@@ -32,7 +32,7 @@ fi
 # shims fall back to serving in Python when it is missing
 gcc -O2 -Wall -Werror -o "$venv/bin/matou-supervise.new" "$here/src/matou/shim/native/supervise.c"
 mv "$venv/bin/matou-supervise.new" "$venv/bin/matou-supervise"
-for cmd in matou-runtime matou-images matoud matou; do
+for cmd in matou-runtime matou-images matoud matou matou-registry; do
   ln -sf "$venv/bin/$cmd" "/usr/local/bin/$cmd"
 done
 echo "matou installed in $venv ($(matou-runtime --version | head -1))"
