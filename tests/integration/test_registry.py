@@ -1,0 +1,112 @@
+"""matou-registry as real clients use it: skopeo copies an OCI layout in and back out with
+the same digests, and Debian's dockerd (when its peer is running) pushes and pulls."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REGISTRY = os.path.join(os.path.dirname(sys.executable), "matou-registry")
+LAYOUT = Path("/var/lib/matou-fixtures/busybox-oci-skopeo")
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([REGISTRY, "serve", "--addr", f"127.0.0.1:{port}", "--root",
+                             str(tmp_path / "root")], stderr=subprocess.DEVNULL)
+    url = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{url}/v2/", timeout=2).read()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _layout(tmp_path: Path) -> Path:
+    """An OCI layout of a small image: the fixture when there, else made by matou-images."""
+    if LAYOUT.exists():
+        return LAYOUT
+    from matou.images import create, formats
+    from matou.images.setup import open_store
+
+    store = open_store(str(tmp_path / "store"), "native")
+    create.build_busybox(store)
+    out = tmp_path / "layout"
+    formats.save_layout(store, ["busybox:latest"], str(out))
+    return out
+
+
+@pytest.mark.skipif(not shutil.which("skopeo"), reason="no skopeo")
+def test_skopeo_copies_in_and_out(registry: str, tmp_path: Path) -> None:
+    src = _layout(tmp_path)
+    index = json.loads((src / "index.json").read_text())
+    digest = index["manifests"][0]["digest"]
+    ref = index["manifests"][0].get("annotations", {}).get(
+        "org.opencontainers.image.ref.name", "latest")
+
+    def skopeo(*args: str) -> None:
+        p = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{src}:{ref}",
+           f"docker://{registry}/library/busybox:latest")
+    skopeo("copy", "--src-tls-verify=false", f"docker://{registry}/library/busybox:latest",
+           f"oci:{tmp_path / 'back'}:latest")
+    back = json.loads((tmp_path / "back" / "index.json").read_text())
+    assert back["manifests"][0]["digest"] == digest
+    tags = json.loads(urllib.request.urlopen(
+        f"http://{registry}/v2/library/busybox/tags/list", timeout=10).read())
+    assert tags == {"name": "library/busybox", "tags": ["latest"]}
+    found = json.loads(urllib.request.urlopen(f"http://{registry}/v1/search?q=busy",
+                                              timeout=10).read())
+    assert [r["name"] for r in found["results"]] == ["library/busybox"]
+
+
+PEER = "unix:///run/peer-docker.sock"
+
+
+@pytest.mark.skipif(not os.path.exists("/run/peer-docker.sock"), reason="no peer dockerd")
+def test_dockerd_pushes_and_pulls(registry: str) -> None:
+    def docker(*args: str) -> str:
+        p = subprocess.run(["docker", "-H", PEER, *args], capture_output=True, text=True,
+                           timeout=120)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    image = f"{registry}/peer/busybox:1"
+    docker("tag", "busybox:latest", image)
+    try:
+        pushed = docker("push", image)
+        digest = pushed.strip().splitlines()[-1].split("digest: ")[1].split()[0]
+        docker("rmi", image)
+        docker("pull", image)
+        assert docker("inspect", "-f", "{{index .RepoDigests 0}}", image).strip() == \
+            f"{registry}/peer/busybox@{digest}"
+    finally:
+        subprocess.run(["docker", "-H", PEER, "rmi", image], capture_output=True, timeout=60)
