@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.matoud import Daemon
+
 REGISTRY = os.path.join(os.path.dirname(sys.executable), "matou-registry")
 LAYOUT = Path("/var/lib/matou-fixtures/busybox-oci-skopeo")
 
@@ -110,3 +112,31 @@ def test_dockerd_pushes_and_pulls(registry: str) -> None:
             f"{registry}/peer/busybox@{digest}"
     finally:
         subprocess.run(["docker", "-H", PEER, "rmi", image], capture_output=True, timeout=60)
+
+
+@pytest.mark.skipif(not shutil.which("skopeo") or not shutil.which("docker"),
+                    reason="no skopeo or docker CLI")
+def test_docker_pull_and_run_through_matoud(registry: str, daemon: Daemon,
+                                            tmp_path: Path) -> None:
+    src = _layout(tmp_path)
+    index = json.loads((src / "index.json").read_text())
+    ref = index["manifests"][0].get("annotations", {}).get(
+        "org.opencontainers.image.ref.name", "latest")
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{src}:{ref}",
+                    f"docker://{registry}/library/busybox:latest"], check=True,
+                   capture_output=True, timeout=120)
+    manifest = json.loads((src / "blobs" / "sha256" /
+                           index["manifests"][0]["digest"].split(":")[1]).read_text())
+    config_digest = manifest["config"]["digest"]
+    out = daemon.docker("pull", f"{registry}/library/busybox:latest").stdout
+    assert "Pull complete" in out and f"Downloaded newer image for {registry}/library/busybox" \
+        in out
+    assert daemon.docker("images", "-q", "--no-trunc").stdout.split() == [config_digest]
+    again = daemon.docker("pull", f"{registry}/library/busybox:latest").stdout
+    assert "Already exists" in again and "Image is up to date" in again
+    # a missing image is pulled by run itself
+    run = daemon.docker("run", "--rm", f"{registry}/library/busybox:latest", "echo",
+                        "Hello World!")
+    assert run.stdout == "Hello World!\n"
+    missing = daemon.docker("pull", f"{registry}/library/nosuch:1", check=False)
+    assert missing.returncode != 0 and "not found" in missing.stderr

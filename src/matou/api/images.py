@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import tempfile
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from matou.api.server import engine_of, filters, flag, json_response, stream_tar
-from matou.errors import InvalidArgument, NotFound
+from matou.errors import InvalidArgument, MatouError, NotFound
 from matou.images.store import Image
 from matou.oci import reference, timestamps
 
@@ -249,13 +250,54 @@ async def create(request: web.Request) -> web.StreamResponse:
     image = q.get("fromImage")
     if not image:
         raise InvalidArgument("fromImage or fromSrc is required")
-    ref = reference.parse(image if not q.get("tag") else f"{image}:{q['tag']}")
-    if e.images.exists(str(ref)):
-        resp = {"status": f"Status: Image is up to date for {ref.familiar()}"}
-        return web.Response(body=json.dumps(resp).encode() + b"\r\n",
-                            content_type="application/json")
-    raise NotFound(f"No such image: {ref.familiar()} (not found locally, and pulling from "
-                   "a registry is not implemented yet)")
+    tag = q.get("tag", "")
+    text = image if not tag else (f"{image}@{tag}" if ":" in tag else f"{image}:{tag}")
+    ref = reference.parse(text)
+    creds = _credentials(request.headers.get("X-Registry-Auth", ""))
+    resp: web.StreamResponse | None = None
+
+    async def emit(msg: dict[str, Any]) -> None:
+        nonlocal resp
+        if resp is None:
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await resp.prepare(request)
+        await resp.write(json.dumps(msg).encode() + b"\r\n")
+
+    from matou.engine.pull import pull
+
+    had = e.images.exists(str(ref))
+    try:
+        async with e.images.lock:
+            image_id = await pull(e.images.store, str(ref), emit, creds,
+                                  e.config.insecure_registries)
+    except MatouError as err:
+        if resp is None:
+            raise
+        await emit({"errorDetail": {"message": str(err)}, "error": str(err)})
+        await resp.write_eof()
+        return resp
+    e.events.emit("image", "pull", image_id, {"name": ref.familiar()})
+    await emit({"status": f"Status: {'Image is up to date' if had else 'Downloaded newer image'}"
+                          f" for {ref.familiar()}"})
+    assert resp is not None
+    await resp.write_eof()
+    return resp
+
+
+def _credentials(header: str) -> Any:
+    """X-Registry-Auth: base64url JSON {username, password, identitytoken}."""
+    from matou.registry.client import Credentials
+
+    if not header:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (ValueError, TypeError):
+        raise InvalidArgument("invalid X-Registry-Auth header") from None
+    if not isinstance(data, dict) or not (data.get("username") or data.get("identitytoken")):
+        return None
+    return Credentials(str(data.get("username") or ""), str(data.get("password") or ""),
+                       str(data.get("identitytoken") or ""))
 
 
 ROUTES = [

@@ -1,0 +1,173 @@
+"""The distribution client: what matoud speaks to any registry (Docker Hub unchanged, a
+local matou-registry, CNCF distribution). The /v2/ API over aiohttp, Bearer token auth
+(tokens cached per scope; anonymous or with credentials) and Basic auth, manifests with
+every media type Docker accepts, blobs streamed.
+
+    Docker Hub: docker.io → registry-1.docker.io; plain HTTP only for insecure registries
+    (localhost and 127.0.0.0/8 always, as dockerd).
+
+May import: oci, errors (and aiohttp, stdlib).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import re
+from collections.abc import AsyncIterator
+from typing import NamedTuple
+
+import aiohttp
+from yarl import URL
+
+from matou.errors import FailedPrecondition, InvalidArgument, NotFound
+from matou.oci import image as oci
+
+ACCEPT = ", ".join([oci.OCI_INDEX, oci.DOCKER_MANIFEST_LIST, oci.OCI_MANIFEST,
+                    oci.DOCKER_MANIFEST])
+
+
+class Credentials(NamedTuple):
+    username: str = ""
+    password: str = ""
+    token: str = ""          # an identity token (refresh token), as docker login keeps
+
+
+def registry_host(domain: str) -> str:
+    return "registry-1.docker.io" if domain in ("docker.io", "index.docker.io") else domain
+
+
+def insecure(host: str, configured: tuple[str, ...] = ()) -> bool:
+    name = host.rsplit(":", 1)[0].strip("[]")
+    if name == "localhost" or host in configured or name in configured:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.partition(" ")
+    return scheme.lower(), dict(re.findall(r'(\w+)="([^"]*)"', rest))
+
+
+class Registry:
+    """One registry host; one aiohttp session; tokens by scope."""
+
+    def __init__(self, host: str, plain_http: bool, creds: Credentials | None = None,
+                 session: aiohttp.ClientSession | None = None) -> None:
+        self.host = registry_host(host)
+        self.base = f"{'http' if plain_http else 'https'}://{self.host}"
+        self.creds = creds
+        self.session = session or aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120))
+        self.tokens: dict[str, str] = {}
+        self.basic = False
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        if scope in self.tokens:
+            return {"Authorization": f"Bearer {self.tokens[scope]}"}
+        if self.basic and self.creds and self.creds.username:
+            raw = f"{self.creds.username}:{self.creds.password}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+        return {}
+
+    async def _token(self, params: dict[str, str], scope: str) -> None:
+        realm = params.get("realm")
+        if not realm:
+            raise FailedPrecondition(f"{self.host}: a Bearer challenge without a realm")
+        query = {"service": params.get("service", "")}
+        if scope:
+            query["scope"] = scope
+        auth = None
+        if self.creds and self.creds.username:
+            auth = aiohttp.BasicAuth(self.creds.username, self.creds.password)
+        async with self.session.get(realm, params=query, auth=auth) as r:
+            if r.status == 401:
+                raise FailedPrecondition(f"{self.host}: unauthorized: incorrect username or "
+                                         "password")
+            if r.status >= 400:
+                raise FailedPrecondition(f"{self.host}: token endpoint answered {r.status}")
+            data = await r.json(content_type=None)
+        token = data.get("token") or data.get("access_token")
+        if not token:
+            raise FailedPrecondition(f"{self.host}: the token endpoint gave no token")
+        self.tokens[scope] = token
+
+    async def request(self, method: str, path: str, scope: str,
+                      headers: dict[str, str] | None = None,
+                      allow_redirects: bool = True) -> aiohttp.ClientResponse:
+        """A request with auth: on 401, answer the challenge once and retry. Redirects
+        (blob storage) are followed without the Authorization header."""
+        for attempt in range(2):
+            hdrs = {**(headers or {}), **self._auth_header(scope)}
+            r = await self.session.request(method, self.base + path, headers=hdrs,
+                                           allow_redirects=False)
+            if r.status in (301, 302, 303, 307, 308) and allow_redirects:
+                location = r.headers.get("Location", "")
+                r.release()
+                # another host gets no token of ours
+                return await self.session.request(method, r.url.join(URL(location)),
+                                                  headers=headers, allow_redirects=True)
+            if r.status != 401 or attempt:
+                return r
+            scheme, params = _challenge(r.headers.get("WWW-Authenticate", ""))
+            r.release()
+            if scheme == "bearer":
+                await self._token(params, params.get("scope") or scope)
+                if params.get("scope") and params["scope"] != scope:
+                    self.tokens[scope] = self.tokens[params["scope"]]
+            elif scheme == "basic":
+                if not (self.creds and self.creds.username):
+                    break
+                self.basic = True
+            else:
+                break
+        raise FailedPrecondition(f"{self.host}: unauthorized (pull access denied, the "
+                                 "repository does not exist or may require 'docker login')")
+
+    async def ping(self) -> None:
+        try:
+            r = await self.request("GET", "/v2/", "")
+        except aiohttp.ClientError as e:
+            raise FailedPrecondition(f"Get \"{self.base}/v2/\": {e}") from e
+        r.release()
+
+    async def manifest(self, repo: str, ref: str) -> tuple[bytes, str, str]:
+        """(bytes, media type, digest as the registry says it) of ``ref``."""
+        scope = f"repository:{repo}:pull"
+        r = await self.request("GET", f"/v2/{repo}/manifests/{ref}", scope,
+                               {"Accept": ACCEPT})
+        try:
+            if r.status == 404:
+                raise NotFound(f"manifest for {self.host}/{repo}:{ref} not found: manifest "
+                               "unknown: manifest unknown")
+            if r.status >= 400:
+                raise FailedPrecondition(f"{self.host}/{repo}:{ref}: the registry answered "
+                                         f"{r.status}: {(await r.text())[:200]}")
+            data = await r.read()
+            return data, r.headers.get("Content-Type", "").split(";")[0], \
+                r.headers.get("Docker-Content-Digest", "")
+        finally:
+            r.release()
+
+    async def blob(self, repo: str, digest: str, offset: int = 0) -> AsyncIterator[bytes]:
+        """The blob's bytes from ``offset`` on (a Range request resumes a download)."""
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        r = await self.request("GET", f"/v2/{repo}/blobs/{digest}",
+                               f"repository:{repo}:pull", headers)
+        try:
+            if r.status == 404:
+                raise NotFound(f"{self.host}/{repo}: blob {digest} unknown")
+            if r.status >= 400:
+                raise FailedPrecondition(f"{self.host}/{repo}: blob {digest}: {r.status}")
+            if offset and r.status != 206:
+                raise InvalidArgument("the registry ignored the Range of a resumed download")
+            async for chunk in r.content.iter_chunked(1 << 20):
+                yield chunk
+        finally:
+            r.release()
