@@ -5,7 +5,7 @@ aiohttp, every route a thin call into the Store; RegistryError → OCI's error b
     /v2/<name>/blobs/<digest>                   GET (Range) HEAD DELETE
     /v2/<name>/blobs/uploads/                   POST (?digest= monolithic, ?mount=&from=)
     /v2/<name>/blobs/uploads/<id>               GET (status) PATCH (chunk) PUT (?digest=) DELETE
-    /v2/<name>/manifests/<reference>            GET HEAD PUT DELETE
+    /v2/<name>/manifests/<reference>            GET HEAD PUT (?tag=…) DELETE
     /v2/<name>/tags/list                        GET ?n=&last=
     /v2/<name>/referrers/<digest>               GET ?artifactType=
     /v2/_catalog                                GET ?n=&last=
@@ -19,12 +19,14 @@ May import: registry, oci, errors (and aiohttp, stdlib).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from matou.registry.store import RegistryError, Store
 
@@ -132,9 +134,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         found = await asyncio.to_thread(store.referrers, name, rest, artifact)
         index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                  "manifests": found}
-        headers = {"OCI-Filters-Applied": "artifactType"} if artifact else {}
-        return web.json_response(index, content_type="application/vnd.oci.image.index.v1+json",
-                                 headers=headers)
+        headers = {"Content-Type": "application/vnd.oci.image.index.v1+json"}
+        if artifact:
+            headers["OCI-Filters-Applied"] = "artifactType"
+        return web.Response(body=json.dumps(index).encode(), headers=headers)
     raise RegistryError("UNSUPPORTED", f"{method} is not supported here")
 
 
@@ -223,6 +226,11 @@ async def _upload(store: Store, request: web.Request, name: str, ident: str,
         digest = request.query.get("digest")
         if not digest:
             raise RegistryError("DIGEST_INVALID", "digest parameter missing")
+        cr = request.headers.get("Content-Range")
+        if cr:  # a last chunk must continue the upload too
+            mr = re.fullmatch(r"(?:bytes )?(\d+)-(\d+)", cr.strip())
+            if mr is None or int(mr[1]) != up.size:
+                return web.Response(status=416, headers=_upload_headers(name, up))
         up = await _append(store, up, request, None)
         dg = await asyncio.to_thread(store.finish, up, digest)
         return web.Response(status=201, headers={
@@ -233,12 +241,21 @@ async def _upload(store: Store, request: web.Request, name: str, ident: str,
 async def _manifest(store: Store, request: web.Request, name: str, ref: str,
                     method: str) -> web.StreamResponse:
     if method == "PUT":
-        data = await request.content.read((4 << 20) + 1)
+        if (request.content_length or 0) > (4 << 20):
+            raise RegistryError("SIZE_INVALID", "manifest too big (4 MiB at most)")
+        data = await request.content.read()  # to the end (read(n) may stop short)
+        if len(data) > (4 << 20):
+            raise RegistryError("SIZE_INVALID", "manifest too big (4 MiB at most)")
         media_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-        dg, subject = await asyncio.to_thread(store.put_manifest, name, ref, data, media_type)
-        headers = {"Location": f"/v2/{name}/manifests/{dg}", "Docker-Content-Digest": str(dg)}
+        tags = tuple(request.query.getall("tag", []))
+        dg, subject = await asyncio.to_thread(store.put_manifest, name, ref, data, media_type,
+                                              tags)
+        headers = CIMultiDict({"Location": f"/v2/{name}/manifests/{dg}",
+                               "Docker-Content-Digest": str(dg)})
         if subject is not None:
             headers["OCI-Subject"] = str(subject)
+        for t in tags:  # each tag the push by digest also set
+            headers.add("OCI-Tag", t)
         return web.Response(status=201, headers=headers)
     if method == "DELETE":
         await asyncio.to_thread(store.delete_manifest, name, ref)
@@ -246,11 +263,11 @@ async def _manifest(store: Store, request: web.Request, name: str, ref: str,
     if method not in ("GET", "HEAD"):
         raise RegistryError("UNSUPPORTED", f"{method} is not supported on manifests")
     dg, media_type, data = await asyncio.to_thread(store.manifest, name, ref)
-    headers = {"Docker-Content-Digest": str(dg), "Content-Type": media_type,
-               "Content-Length": str(len(data))}
+    found = {"Docker-Content-Digest": str(dg), "Content-Type": media_type,
+             "Content-Length": str(len(data))}
     if method == "HEAD":
-        return web.Response(status=200, headers=headers)
-    return web.Response(status=200, body=data, headers=headers)
+        return web.Response(status=200, headers=found)
+    return web.Response(status=200, body=data, headers=found)
 
 
 async def base(request: web.Request) -> web.StreamResponse:

@@ -30,6 +30,12 @@ NAME = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_
                   r"[a-z0-9]+)*)*")
 TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 MAX_MANIFEST = 4 << 20
+# layers a client does not push (non-distributable, foreign) and the empty descriptor
+NOT_PUSHED = ("application/vnd.oci.empty.v1+json",
+              "application/vnd.oci.image.layer.nondistributable.v1.tar",
+              "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+              "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+              "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
 
@@ -199,9 +205,13 @@ class Store:
 
     # -- manifests -----------------------------------------------------------------------
 
-    def put_manifest(self, name: str, ref: str, data: bytes, media_type: str
-                     ) -> tuple[Digest, Digest | None]:
-        """Store a manifest under a tag or its digest; returns (digest, subject)."""
+    def put_manifest(self, name: str, ref: str, data: bytes, media_type: str,
+                     tags: tuple[str, ...] = ()) -> tuple[Digest, Digest | None]:
+        """Store a manifest under a tag or its digest (and ``tags``: the ?tag= of a push
+        by digest); returns (digest, subject)."""
+        for t in tags:
+            if not TAG.fullmatch(t):
+                raise RegistryError("MANIFEST_INVALID", f"invalid tag {t!r}")
         check_name(name)
         if len(data) > MAX_MANIFEST:
             raise RegistryError("SIZE_INVALID", "manifest too big")
@@ -247,8 +257,8 @@ class Store:
             self.d.write(f"{self.path('referrers', name, subject=subject)}/{dg}",
                          json.dumps(desc).encode())
         self.d.write(self.path("revision", name, dg), json.dumps(record).encode())
-        if ":" not in ref:
-            self.d.write(self.path("tag", name, tag=ref), str(dg).encode())
+        for t in ((ref,) if ":" not in ref else ()) + tags:
+            self.d.write(self.path("tag", name, tag=t), str(dg).encode())
         return dg, subject
 
     def _check_references(self, name: str, doc: dict[str, Any], media_type: str) -> None:
@@ -264,7 +274,7 @@ class Store:
                 continue
             dg = _digest(str(d["digest"]))
             if self.d.read(self.path("layer", name, dg)) is None and \
-                    d.get("mediaType") != "application/vnd.oci.empty.v1+json":
+                    d.get("mediaType") not in NOT_PUSHED:
                 raise RegistryError("MANIFEST_BLOB_UNKNOWN", "blob unknown to registry",
                                     {"digest": str(dg)})
 
