@@ -140,3 +140,26 @@ def test_docker_pull_and_run_through_matoud(registry: str, daemon: Daemon,
     assert run.stdout == "Hello World!\n"
     missing = daemon.docker("pull", f"{registry}/library/nosuch:1", check=False)
     assert missing.returncode != 0 and "not found" in missing.stderr
+
+
+@pytest.mark.skipif(not shutil.which("docker"), reason="no docker CLI")
+def test_docker_tag_push_rmi_pull_search_through_matoud(registry: str, daemon: Daemon,
+                                                       busybox_archive: Path) -> None:
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    image_id = d.docker("images", "-q", "--no-trunc", "busybox").stdout.strip()
+    d.docker("tag", "busybox", f"{registry}/busybox")
+    out = d.docker("push", f"{registry}/busybox").stdout
+    assert f"The push refers to repository [{registry}/busybox]" in out and "Pushed" in out
+    assert "latest: digest: sha256:" in out
+    again = d.docker("push", f"{registry}/busybox").stdout
+    assert "Layer already exists" in again
+    d.docker("rmi", f"{registry}/busybox")
+    d.docker("pull", f"{registry}/busybox")
+    assert d.docker("images", "-q", "--no-trunc", f"{registry}/busybox").stdout.strip() == \
+        image_id  # the same image ID back
+    found = d.docker("search", f"{registry}/busy").stdout.splitlines()
+    assert found[0].split()[0] == "NAME" and found[1].split()[0] == "busybox"
+    d.docker("rmi", f"{registry}/busybox")
+    run = d.docker("run", "--rm", f"{registry}/busybox", "echo", "Hello World!")
+    assert run.stdout == "Hello World!\n" and "Pulling from busybox" in run.stderr

@@ -284,6 +284,81 @@ async def create(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def push(request: web.Request) -> web.StreamResponse:
+    e = engine_of(request)
+    name = request.match_info["name"]
+    tag = request.query.get("tag", "")
+    text = f"{name}:{tag}" if tag else name
+    creds = _credentials(request.headers.get("X-Registry-Auth", ""))
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+
+    async def emit(msg: dict[str, Any]) -> None:
+        if not resp.prepared:
+            await resp.prepare(request)
+        await resp.write(json.dumps(msg).encode() + b"\r\n")
+
+    from matou.engine.push import push as push_image
+
+    try:
+        await e.images.get(text)  # a 404 before the first byte
+        digest = await push_image(e.images.store, text, emit, creds,
+                                  e.config.insecure_registries)
+    except MatouError as err:
+        if not resp.prepared:
+            raise
+        await emit({"errorDetail": {"message": str(err)}, "error": str(err)})
+        await resp.write_eof()
+        return resp
+    e.events.emit("image", "push", digest, {"name": reference.parse(text).familiar()})
+    await resp.write_eof()
+    return resp
+
+
+async def search(request: web.Request) -> web.StreamResponse:
+    """`docker search [HOST/]TERM`: the registry's /v1/search, in Docker's shape."""
+    from matou.registry.client import insecure
+    from matou.registry.client import search as v1_search
+
+    e = engine_of(request)
+    term = request.query.get("term", "")
+    if not term:
+        raise InvalidArgument("term is required")
+    host, slash, rest = term.partition("/")
+    if slash and ("." in host or ":" in host or host == "localhost"):
+        term = rest
+    else:
+        host = "docker.io"
+    limit = int(request.query.get("limit") or 25)
+    creds = _credentials(request.headers.get("X-Registry-Auth", ""))
+    results = await v1_search(host, term, limit,
+                              insecure(host, e.config.insecure_registries), creds)
+    f = filters(request)
+    if "is-official" in f:
+        want = f["is-official"][0] in ("1", "true")
+        results = [r for r in results if r["is_official"] == want]
+    if "stars" in f:
+        results = [r for r in results if r["star_count"] >= int(f["stars"][0])]
+    return json_response(results)
+
+
+async def auth(request: web.Request) -> web.StreamResponse:
+    """`docker login`: the credentials checked against the registry (not kept here: the
+    client stores them and sends X-Registry-Auth)."""
+    from matou.registry.client import Credentials, insecure, login
+
+    e = engine_of(request)
+    body = json.loads(await request.read() or b"{}")
+    if not isinstance(body, dict):
+        raise InvalidArgument("auth config must be a JSON object")
+    server = str(body.get("serveraddress") or "docker.io")
+    server = server.split("://", 1)[-1].rstrip("/").removesuffix("/v1").removesuffix("/v2")
+    if server in ("index.docker.io", "registry-1.docker.io"):
+        server = "docker.io"
+    await login(server, insecure(server, e.config.insecure_registries),
+                Credentials(str(body.get("username") or ""), str(body.get("password") or "")))
+    return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
+
+
 def _credentials(header: str) -> Any:
     """X-Registry-Auth: base64url JSON {username, password, identitytoken}."""
     from matou.registry.client import Credentials
@@ -303,6 +378,9 @@ def _credentials(header: str) -> Any:
 ROUTES = [
     ("GET", "/images/json", list_images),
     ("POST", "/images/create", create),
+    ("GET", "/images/search", search),
+    ("POST", "/auth", auth),
+    ("POST", "/images/{name:.+}/push", push),
     ("POST", "/images/load", load),
     ("GET", "/images/get", save),
     ("POST", "/images/prune", prune),

@@ -15,7 +15,7 @@ import base64
 import ipaddress
 import re
 from collections.abc import AsyncIterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import aiohttp
 from yarl import URL
@@ -100,13 +100,14 @@ class Registry:
 
     async def request(self, method: str, path: str, scope: str,
                       headers: dict[str, str] | None = None,
-                      allow_redirects: bool = True) -> aiohttp.ClientResponse:
+                      allow_redirects: bool = True,
+                      body: bytes | None = None) -> aiohttp.ClientResponse:
         """A request with auth: on 401, answer the challenge once and retry. Redirects
         (blob storage) are followed without the Authorization header."""
         for attempt in range(2):
             hdrs = {**(headers or {}), **self._auth_header(scope)}
             r = await self.session.request(method, self.base + path, headers=hdrs,
-                                           allow_redirects=False)
+                                           allow_redirects=False, data=body)
             if r.status in (301, 302, 303, 307, 308) and allow_redirects:
                 location = r.headers.get("Location", "")
                 r.release()
@@ -171,3 +172,76 @@ class Registry:
                 yield chunk
         finally:
             r.release()
+
+
+class Pusher:
+    """The push side of a Registry: blob existence, cross-repository mount, monolithic
+    upload, manifest PUT (scope push+pull)."""
+
+    def __init__(self, reg: Registry, repo: str) -> None:
+        self.reg = reg
+        self.repo = repo
+        self.scope = f"repository:{repo}:push,pull"
+
+    async def has(self, digest: str) -> bool:
+        r = await self.reg.request("HEAD", f"/v2/{self.repo}/blobs/{digest}", self.scope)
+        r.release()
+        return r.status == 200
+
+    async def upload(self, digest: str, size: int, chunks: AsyncIterator[bytes]) -> None:
+        r = await self.reg.request("POST", f"/v2/{self.repo}/blobs/uploads/", self.scope)
+        location = r.headers.get("Location", "")
+        r.release()
+        if r.status != 202 or not location:
+            raise FailedPrecondition(f"{self.reg.host}/{self.repo}: upload of {digest} "
+                                     f"refused ({r.status})")
+        url = URL(location) if location.startswith("http") else \
+            URL(self.reg.base).join(URL(location))
+        url = url.update_query({"digest": digest})
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size),
+                   **self.reg._auth_header(self.scope)}
+        async with self.reg.session.put(url, data=chunks, headers=headers) as put:
+            if put.status != 201:
+                raise FailedPrecondition(f"{self.reg.host}/{self.repo}: blob {digest}: "
+                                         f"{put.status} {(await put.text())[:200]}")
+
+    async def manifest(self, ref: str, data: bytes, media_type: str) -> str:
+        r = await self.reg.request("PUT", f"/v2/{self.repo}/manifests/{ref}", self.scope,
+                                   {"Content-Type": media_type}, body=data)
+        try:
+            if r.status != 201:
+                raise FailedPrecondition(f"{self.reg.host}/{self.repo}:{ref}: manifest "
+                                         f"refused ({r.status}): {(await r.text())[:200]}")
+            return r.headers.get("Docker-Content-Digest", "")
+        finally:
+            r.release()
+
+
+async def search(host: str, term: str, limit: int, plain_http: bool,
+                 creds: Credentials | None = None) -> list[dict[str, Any]]:
+    """Docker's v1 search on ``host``: [{name, description, star_count, is_official,
+    is_automated}]."""
+    base = f"{'http' if plain_http else 'https'}://" + (
+        "index.docker.io" if host in ("docker.io", "index.docker.io") else host)
+    auth = aiohttp.BasicAuth(creds.username, creds.password) if creds and creds.username \
+        else None
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s, \
+            s.get(f"{base}/v1/search", params={"q": term, "n": str(limit)}, auth=auth) as r:
+        if r.status >= 400:
+            raise FailedPrecondition(f"{host}: search answered {r.status}")
+        data = await r.json(content_type=None)
+    return [{"name": x.get("name", ""), "description": x.get("description", ""),
+             "star_count": x.get("star_count", 0), "is_official": bool(x.get("is_official")),
+             "is_automated": bool(x.get("is_automated"))} for x in data.get("results") or []]
+
+
+async def login(host: str, plain_http: bool, creds: Credentials) -> None:
+    """Check ``creds`` against the registry the way a pull would use them."""
+    reg = Registry(host, plain_http, creds)
+    try:
+        r = await reg.request("GET", "/v2/", "")
+        r.release()
+        if r.status == 401:
+            raise FailedPrecondition("unauthorized: incorrect username or password")
+    finally:
+        await reg.close()
