@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,13 +24,12 @@ REGISTRY = os.path.join(os.path.dirname(sys.executable), "matou-registry")
 LAYOUT = Path("/var/lib/matou-fixtures/busybox-oci-skopeo")
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[str]:
+def _serve(tmp_path: Path, *extra: str) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([REGISTRY, "serve", "--addr", f"127.0.0.1:{port}", "--root",
-                             str(tmp_path / "root")], stderr=subprocess.DEVNULL)
+                             str(tmp_path / "root"), *extra], stderr=subprocess.DEVNULL)
     url = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -37,6 +37,8 @@ def registry(tmp_path: Path) -> Iterator[str]:
             try:
                 urllib.request.urlopen(f"http://{url}/v2/", timeout=2).read()
                 break
+            except urllib.error.HTTPError:
+                break  # up, and asking for credentials
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.05)
@@ -48,6 +50,21 @@ def registry(tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    yield from _serve(tmp_path)
+
+
+@pytest.fixture
+def auth_registry(tmp_path: Path) -> Iterator[str]:
+    """Token auth (Docker's Bearer flow) for the user peer / peerpass."""
+    import bcrypt
+
+    (tmp_path / "htpasswd").write_text(
+        "peer:" + bcrypt.hashpw(b"peerpass", bcrypt.gensalt(5)).decode() + "\n")
+    yield from _serve(tmp_path, "--htpasswd", str(tmp_path / "htpasswd"))
 
 
 def _layout(tmp_path: Path) -> Path:
@@ -163,3 +180,29 @@ def test_docker_tag_push_rmi_pull_search_through_matoud(registry: str, daemon: D
     d.docker("rmi", f"{registry}/busybox")
     run = d.docker("run", "--rm", f"{registry}/busybox", "echo", "Hello World!")
     assert run.stdout == "Hello World!\n" and "Pulling from busybox" in run.stderr
+
+
+@pytest.mark.skipif(not shutil.which("docker"), reason="no docker CLI")
+def test_token_auth_through_matoud(auth_registry: str, daemon: Daemon, busybox_archive: Path,
+                                   tmp_path: Path) -> None:
+    d = daemon
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    d.docker("load", "-i", str(busybox_archive))
+    image = f"{auth_registry}/team/busybox:1"
+    d.docker("tag", "busybox", image)
+    denied = d.docker("push", image, check=False, env=env)
+    assert denied.returncode != 0 and "unauthorized" in denied.stderr
+    bad = d.docker("login", "-u", "peer", "--password-stdin", auth_registry, input="nope\n",
+                   check=False, env=env)
+    assert bad.returncode != 0
+    d.docker("login", "-u", "peer", "--password-stdin", auth_registry, input="peerpass\n",
+             env=env)
+    assert "digest: sha256:" in d.docker("push", image, env=env).stdout
+    d.docker("rmi", image)
+    assert "Pull complete" in d.docker("pull", image, env=env).stdout
+    # the registry's own Bearer flow answers the token a client asks for, per scope
+    r = urllib.request.Request(f"http://{auth_registry}/v2/team/busybox/tags/list")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(r, timeout=10)
+    assert e.value.code == 401 and 'scope="repository:team/busybox:pull"' in \
+        e.value.headers["WWW-Authenticate"]

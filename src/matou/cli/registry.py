@@ -1,12 +1,12 @@
 """`matou-registry`: an OCI distribution registry server.
 
     matou-registry serve [--addr 127.0.0.1:5000] [--root /var/lib/matou-registry]
-                         [--config FILE]
+                         [--config FILE] [--htpasswd FILE [--auth token|basic] [--realm URL]]
     matou-registry gc [--root …] [--dry-run]
 
-The config file is JSON with the same keys as the flags ("addr", "root"). Without
-authentication the registry serves only loopback unless --insecure-public is given, and
-then says so loudly.
+The config file is JSON with the same keys as the flags ("addr", "root", "htpasswd",
+"auth", "realm"). Without authentication the registry serves only loopback unless
+--insecure-public is given, and then says so loudly.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--root", default=None)
     s.add_argument("--config", default=None)
     s.add_argument("--insecure-public", action="store_true")
+    s.add_argument("--htpasswd", default=None, help="users (bcrypt htpasswd); enables auth")
+    s.add_argument("--auth", choices=["token", "basic"], default=None,
+                   help="token (Docker's Bearer flow, default) or basic")
+    s.add_argument("--realm", default=None, help="the token endpoint clients are sent to "
+                   "(default http://ADDR/token)")
     g = sub.add_parser("gc")
     g.add_argument("--root", default="/var/lib/matou-registry")
     g.add_argument("--dry-run", action="store_true")
@@ -52,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    if not loopback:
+    htpasswd = a.htpasswd or conf.get("htpasswd") or ""
+    mode = a.auth or conf.get("auth") or "token"
+    realm = a.realm or conf.get("realm") or f"http://{addr}/token"
+    if not loopback and not htpasswd:
         if not a.insecure_public:
             print(f"matou-registry: refusing to serve {host} without authentication; "
                   "use 127.0.0.1, or --insecure-public", file=sys.stderr)
@@ -64,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from matou.registry.server import build_app
 
     os.makedirs(root, 0o700, exist_ok=True)
-    app = build_app(Store(Filesystem(root)))
+    app = build_app(Store(Filesystem(root)), htpasswd, mode, realm)
     logging.info("matou-registry serving %s on http://%s:%s", root, host, port)
     web.run_app(app, host=host, port=int(port), print=None, access_log=None)
     return 0

@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ log = logging.getLogger("matou.registry")
 _ROUTE = re.compile(r"^/v2/(?P<name>.+?)/(?P<kind>blobs/uploads|blobs|manifests|tags|"
                     r"referrers)(?:/(?P<rest>.*))?$")
 STORE = web.AppKey("store", Store)
+AUTH = web.AppKey("auth", dict)
 CHUNK = 1 << 20
 
 
@@ -45,10 +47,67 @@ def _error(e: RegistryError) -> web.Response:
                              headers={"Docker-Distribution-API-Version": "registry/2.0"})
 
 
+def _denied(request: web.Request, conf: dict[str, Any], scope: str) -> web.Response:
+    if conf["mode"] == "basic":
+        challenge = 'Basic realm="matou-registry"'
+    else:
+        challenge = f'Bearer realm="{conf["realm"]}",service="{conf["service"]}"' + (
+            f',scope="{scope}"' if scope else "")
+    resp = _error(RegistryError("UNAUTHORIZED", "authentication required"))
+    resp.headers["WWW-Authenticate"] = challenge
+    return resp
+
+
+def _check_auth(request: web.Request, conf: dict[str, Any]) -> web.Response | None:
+    """None when the request may go on; else the 401 that says how to authenticate."""
+    from matou.registry import auth
+
+    m = _ROUTE.match(request.path)
+    name = m["name"] if m else ""
+    action = "pull" if request.method in ("GET", "HEAD") else \
+        "delete" if request.method == "DELETE" else "push"
+    wanted = {"pull": "pull", "push": "pull,push", "delete": "delete"}[action]
+    scope = f"repository:{name}:{wanted}" if name else ""
+    header = request.headers.get("Authorization", "")
+    if conf["mode"] == "basic":
+        creds = auth.basic_credentials(header)
+        if creds and conf["users"].check(*creds):
+            return None
+        return _denied(request, conf, scope)
+    scheme, _, token = header.partition(" ")
+    claims = conf["tokens"].verify(token) if scheme.lower() == "bearer" else None
+    if claims is not None and (not name or auth.allowed(claims, name, action)):
+        return None
+    return _denied(request, conf, scope)
+
+
+async def token(request: web.Request) -> web.StreamResponse:
+    """Docker's token endpoint: Basic credentials in, a token for the asked scopes out."""
+    from matou.registry import auth
+
+    conf = request.app[AUTH]
+    creds = auth.basic_credentials(request.headers.get("Authorization", ""))
+    if creds is None or not conf["users"].check(*creds):
+        resp = _error(RegistryError("UNAUTHORIZED", "incorrect username or password"))
+        resp.headers["WWW-Authenticate"] = 'Basic realm="matou-registry"'
+        return resp
+    access = [a for scope in request.query.getall("scope", [])
+              for a in auth.parse_scope(scope)]
+    t = conf["tokens"].issue(creds[0], access)
+    return web.json_response({"token": t, "access_token": t, "expires_in": auth.TOKEN_TTL,
+                              "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                         time.gmtime())})
+
+
 @web.middleware
 async def _middleware(request: web.Request,
                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                       ) -> web.StreamResponse:
+    conf = request.app[AUTH]
+    if conf["mode"] != "none" and request.path != "/token":
+        denied = _check_auth(request, conf)
+        if denied is not None:
+            return denied
     try:
         resp = await handler(request)
     except RegistryError as e:
@@ -290,9 +349,17 @@ async def search(request: web.Request) -> web.StreamResponse:
          "is_automated": False} for r in found]})
 
 
-def build_app(store: Store) -> web.Application:
+def build_app(store: Store, htpasswd: str = "", mode: str = "token", realm: str = "",
+              service: str = "matou-registry") -> web.Application:
+    """The registry; with ``htpasswd``, authenticated by ``mode`` (basic or token)."""
+    from matou.registry import auth
+
     app = web.Application(middlewares=[_middleware], client_max_size=1 << 40)
     app[STORE] = store
+    app[AUTH] = {"mode": mode if htpasswd else "none", "realm": realm, "service": service,
+                 "users": auth.Htpasswd(htpasswd) if htpasswd else None,
+                 "tokens": auth.Tokens()}
+    app.router.add_route("GET", "/token", token)
     app.router.add_route("GET", "/v2/", base)
     app.router.add_route("GET", "/v2", base)
     app.router.add_route("GET", "/v2/_catalog", catalog)
