@@ -168,8 +168,11 @@ class Registry:
                 raise FailedPrecondition(f"{self.host}/{repo}: blob {digest}: {r.status}")
             if offset and r.status != 206:
                 raise InvalidArgument("the registry ignored the Range of a resumed download")
-            async for chunk in r.content.iter_chunked(1 << 20):
-                yield chunk
+            try:
+                async for chunk in r.content.iter_chunked(1 << 20):
+                    yield chunk
+            except aiohttp.ClientPayloadError as e:  # cut off: the caller may resume
+                raise ConnectionError(f"{self.host}/{repo}: blob {digest}: {e}") from e
         finally:
             r.release()
 
