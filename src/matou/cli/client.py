@@ -35,7 +35,8 @@ MANAGEMENT = {
                   "attach": "attach", "commit": "commit", "cp": "cp", "update": "update"},
     "image": {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi", "tag": "tag",
               "inspect": "image-inspect", "history": "history", "prune": "image-prune",
-              "save": "save", "load": "load", "import": "import", "pull": "pull"},
+              "save": "save", "load": "load", "import": "import", "pull": "pull",
+              "push": "push"},
     "volume": {"ls": "volume-ls", "list": "volume-ls", "create": "volume-create",
                "rm": "volume-rm", "remove": "volume-rm", "inspect": "volume-inspect",
                "prune": "volume-prune"},
@@ -578,9 +579,40 @@ def _create(c: Client, a: argparse.Namespace) -> str:
     return str(r["Id"])
 
 
+def _config_path() -> str:
+    return os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"),
+                        "config.json")
+
+
+def _registry_of(ref: str) -> str:
+    first, slash, _ = ref.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "https://index.docker.io/v1/"
+
+
+def _auth_header(ref: str) -> dict[str, str]:
+    """X-Registry-Auth for ``ref``'s registry, from the credentials docker login keeps."""
+    import base64
+
+    try:
+        with open(_config_path()) as f:
+            auths = json.load(f).get("auths") or {}
+    except (OSError, ValueError):
+        return {}
+    entry = auths.get(_registry_of(ref)) or {}
+    if not entry.get("auth"):
+        return {}
+    user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+    blob = json.dumps({"username": user, "password": password,
+                       "serveraddress": _registry_of(ref)}).encode()
+    return {"X-Registry-Auth": base64.urlsafe_b64encode(blob).decode()}
+
+
 def pull_image(c: Client, ref: str) -> None:
     name, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
-    r = c.request("POST", "/images/create", {"fromImage": name, "tag": tag}, stream=True)
+    r = c.request("POST", "/images/create", {"fromImage": name, "tag": tag}, stream=True,
+                  headers=_auth_header(ref))
     for msg in c.json_stream(r):
         if msg.get("error"):
             raise ApiError(500, msg["error"])
@@ -1318,6 +1350,74 @@ def _pull_args(p: argparse.ArgumentParser) -> None:
 @command("pull", "Download an image from a registry")(_pull_args)
 def pull(c: Client, a: argparse.Namespace) -> int:
     pull_image(c, a.image)
+    return 0
+
+
+@command("push", "Upload an image to a registry")(_pull_args)
+def push(c: Client, a: argparse.Namespace) -> int:
+    name, _, tag = a.image.rpartition(":") if ":" in a.image.rsplit("/", 1)[-1] else (
+        a.image, "", "")
+    r = c.request("POST", f"/images/{name}/push", {"tag": tag or None}, stream=True,
+                  headers=_auth_header(a.image))
+    for msg in c.json_stream(r):
+        if msg.get("error"):
+            die(msg["error"], 1)
+        if msg.get("status") and not a.quiet:
+            print(f"{str(msg['id']) + ': ' if msg.get('id') else ''}{msg['status']}")
+    return 0
+
+
+def _login_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-u", "--username")
+    p.add_argument("-p", "--password")
+    p.add_argument("--password-stdin", action="store_true")
+    p.add_argument("server", nargs="?", default="https://index.docker.io/v1/")
+
+
+@command("login", "Authenticate to a registry")(_login_args)
+def login(c: Client, a: argparse.Namespace) -> int:
+    import base64
+
+    user = a.username or input("Username: ")
+    password = sys.stdin.readline().rstrip("\n") if a.password_stdin else (
+        a.password if a.password is not None else __import__("getpass").getpass("Password: "))
+    c.json("POST", "/auth", body={"username": user, "password": password,
+                                  "serveraddress": a.server})
+    path = _config_path()
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        config = {}
+    config.setdefault("auths", {})[a.server] = {
+        "auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+    os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(config, f, indent="\t")
+    os.replace(path + ".tmp", path)
+    print("Login Succeeded")
+    return 0
+
+
+def _logout_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("server", nargs="?", default="https://index.docker.io/v1/")
+
+
+@command("logout", "Log out from a registry")(_logout_args)
+def logout(c: Client, a: argparse.Namespace) -> int:
+    path = _config_path()
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        config = {}
+    if (config.get("auths") or {}).pop(a.server, None) is None:
+        print(f"Not logged in to {a.server}")
+        return 0
+    with open(path, "w") as f:
+        json.dump(config, f, indent="\t")
+    print(f"Removing login credentials for {a.server}")
     return 0
 
 
