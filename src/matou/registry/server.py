@@ -133,7 +133,7 @@ async def _append(store: Store, up: Any, request: web.Request, start: int | None
     async for chunk in _body(request):
         chunks.append(chunk)
         size += len(chunk)
-        if size >= 8 * CHUNK:
+        if size >= 2 * CHUNK:  # bounded memory per upload, whatever its size
             up = await asyncio.to_thread(store.append, up, iter(chunks), start)
             start = None if start is None else up.size
             chunks, size = [], 0
