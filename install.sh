@@ -13,7 +13,8 @@ venv=${MATOU_VENV:-/opt/matou/venv}
 # peers for tests/benchmarks: containerd, runc, crun, docker-compose (v1, a real client);
 # hyperfine for bench/.
 packages=(python3 python3-venv libseccomp2 busybox-static procps util-linux iproute2 iptables
-          gcc libc6-dev containerd runc crun docker-compose skopeo tmux hyperfine)
+          gcc libc6-dev containerd runc crun docker-compose skopeo tmux docker-registry
+          hyperfine)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

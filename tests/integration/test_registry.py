@@ -206,3 +206,71 @@ def test_token_auth_through_matoud(auth_registry: str, daemon: Daemon, busybox_a
         urllib.request.urlopen(r, timeout=10)
     assert e.value.code == 401 and 'scope="repository:team/busybox:pull"' in \
         e.value.headers["WWW-Authenticate"]
+
+
+@pytest.fixture
+def distribution(tmp_path: Path) -> Iterator[str]:
+    """CNCF distribution 2.8 (Debian's docker-registry) on a free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "distribution.yml"
+    config.write_text(f"""version: 0.1
+storage:
+  filesystem:
+    rootdirectory: {tmp_path / "distribution"}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+""")
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2).read()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.skipif(not shutil.which("docker-registry") or not shutil.which("docker"),
+                    reason="no docker-registry (CNCF distribution) or docker CLI")
+def test_matoud_push_pull_against_distribution(distribution: str, daemon: Daemon,
+                                               busybox_archive: Path) -> None:
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    image_id = d.docker("images", "-q", "--no-trunc", "busybox").stdout.strip()
+    image = f"{distribution}/viamatou/busybox:1"
+    d.docker("tag", "busybox", image)
+    assert "1: digest: sha256:" in d.docker("push", image).stdout
+    d.docker("rmi", image)
+    d.docker("pull", image)
+    assert d.docker("images", "-q", "--no-trunc", image).stdout.strip() == image_id
+
+
+@pytest.mark.skipif(not shutil.which("skopeo"), reason="no skopeo")
+def test_skopeo_with_credentials(auth_registry: str, tmp_path: Path) -> None:
+    src = _layout(tmp_path)
+    index = json.loads((src / "index.json").read_text())
+    ref = index["manifests"][0].get("annotations", {}).get(
+        "org.opencontainers.image.ref.name", "latest")
+    dest = f"docker://{auth_registry}/locked/busybox:1"
+    anonymous = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false",
+                                f"oci:{src}:{ref}", dest], capture_output=True, timeout=120)
+    assert anonymous.returncode != 0
+    for args in (["--dest-creds", "peer:peerpass", f"oci:{src}:{ref}", dest],
+                 ["--src-creds", "peer:peerpass", dest, f"oci:{tmp_path / 'back'}:1"]):
+        p = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false",
+                            "--src-tls-verify=false", *args], capture_output=True, text=True,
+                           timeout=120)
+        assert p.returncode == 0, p.stderr
+    back = json.loads((tmp_path / "back" / "index.json").read_text())
+    assert back["manifests"][0]["digest"] == index["manifests"][0]["digest"]
