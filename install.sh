@@ -10,8 +10,9 @@ venv=${MATOU_VENV:-/opt/matou/venv}
 # runtime needs: python3-venv, libseccomp2, busybox-static (images for tests and the demo),
 # procps (`ps`), util-linux (unshare, mount), iptables (bridge networks: NAT, forwarding),
 # gcc + libc6-dev (matou-supervise, the small native supervisor of a running container);
-# peers for tests/benchmarks: containerd, runc, crun, docker-compose (v1, a real client);
-# hyperfine for bench/.
+# peers for tests/benchmarks: containerd, runc, crun, docker-compose (v1, a real client),
+# skopeo and docker-registry (CNCF distribution: registry interop), tmux (the client's
+# terminal test); hyperfine for bench/.
 packages=(python3 python3-venv libseccomp2 busybox-static procps util-linux iproute2 iptables
           gcc libc6-dev containerd runc crun docker-compose skopeo tmux docker-registry
           hyperfine)
