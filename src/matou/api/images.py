@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from matou.api.server import engine_of, filters, flag, json_response, stream_tar
-from matou.errors import InvalidArgument, MatouError, NotFound
+from matou.errors import InvalidArgument, NotFound
 from matou.images.store import Image
 from matou.oci import reference, timestamps
 
@@ -270,7 +270,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         async with e.images.lock:
             image_id = await pull(e.images.store, str(ref), emit, creds,
                                   e.config.insecure_registries)
-    except MatouError as err:
+    except Exception as err:  # once the stream has begun, errors travel in it
         if resp is None:
             raise
         await emit({"errorDetail": {"message": str(err)}, "error": str(err)})
@@ -303,7 +303,7 @@ async def push(request: web.Request) -> web.StreamResponse:
         await e.images.get(text)  # a 404 before the first byte
         digest = await push_image(e.images.store, text, emit, creds,
                                   e.config.insecure_registries)
-    except MatouError as err:
+    except Exception as err:  # once the stream has begun, errors travel in it
         if not resp.prepared:
             raise
         await emit({"errorDetail": {"message": str(err)}, "error": str(err)})

@@ -45,8 +45,9 @@ async def pull(store: ImageStore, text: str, emit: Emit, creds: Credentials | No
     tag_or_digest = str(ref.digest) if ref.digest else (ref.tag or "latest")
     reg = Registry(ref.domain, insecure(ref.domain, insecure_registries), creds)
     try:
-        await emit({"status": f"Pulling from {ref.path}", "id": ref.tag or str(ref.digest)})
+        # the manifest first: what fails here is an error answer, not a broken stream
         data, media_type, said = await reg.manifest(ref.path, tag_or_digest)
+        await emit({"status": f"Pulling from {ref.path}", "id": ref.tag or str(ref.digest)})
         top = _check(data, str(ref.digest) if ref.digest else said, "manifest")
         doc = oci.parse_manifest_or_index(data, media_type or None)
         if isinstance(doc, oci.Index):

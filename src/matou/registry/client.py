@@ -106,8 +106,11 @@ class Registry:
         (blob storage) are followed without the Authorization header."""
         for attempt in range(2):
             hdrs = {**(headers or {}), **self._auth_header(scope)}
-            r = await self.session.request(method, self.base + path, headers=hdrs,
-                                           allow_redirects=False, data=body)
+            try:
+                r = await self.session.request(method, self.base + path, headers=hdrs,
+                                               allow_redirects=False, data=body)
+            except aiohttp.ClientError as e:
+                raise FailedPrecondition(f"{method} \"{self.base}{path}\": {e}") from e
             if r.status in (301, 302, 303, 307, 308) and allow_redirects:
                 location = r.headers.get("Location", "")
                 r.release()
