@@ -269,7 +269,8 @@ async def create(request: web.Request) -> web.StreamResponse:
     try:
         async with e.images.lock:
             image_id = await pull(e.images.store, str(ref), emit, creds,
-                                  e.config.insecure_registries)
+                                  e.config.insecure_registries,
+                                  mirrors=e.config.registry_mirrors)
     except Exception as err:  # once the stream has begun, errors travel in it
         if resp is None:
             raise

@@ -19,7 +19,7 @@ import platform
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from matou.errors import FailedPrecondition, InvalidArgument
+from matou.errors import FailedPrecondition, InvalidArgument, MatouError
 from matou.images.store import ImageStore, LayerSource
 from matou.oci import image as oci
 from matou.oci import reference
@@ -38,15 +38,32 @@ def _check(data: bytes, digest: str, what: str) -> Digest:
 
 async def pull(store: ImageStore, text: str, emit: Emit, creds: Credentials | None = None,
                insecure_registries: tuple[str, ...] = (), parallel: int = 3,
-               want: oci.Platform | None = None) -> str:
-    """Pull ``text`` (a reference) into ``store``; returns the image ID."""
+               want: oci.Platform | None = None, mirrors: tuple[str, ...] = ()) -> str:
+    """Pull ``text`` (a reference) into ``store``; returns the image ID. Docker Hub's
+    images are asked of the ``mirrors`` first, in order, as dockerd does."""
     ref = reference.parse(text)
     want = want or oci.default_platform(platform.machine())
     tag_or_digest = str(ref.digest) if ref.digest else (ref.tag or "latest")
-    reg = Registry(ref.domain, insecure(ref.domain, insecure_registries), creds)
+    candidates = [Registry(ref.domain, True, None, base=m) for m in mirrors
+                  if ref.domain == "docker.io"]
+    candidates.append(Registry(ref.domain, insecure(ref.domain, insecure_registries), creds))
+    reg = candidates[-1]
+    data, media_type, said = b"", "", ""
+    for i, candidate in enumerate(candidates):
+        try:
+            # the manifest first: what fails here is an error answer, not a broken stream
+            data, media_type, said = await candidate.manifest(ref.path, tag_or_digest)
+            reg = candidate
+            break
+        except MatouError:
+            if i == len(candidates) - 1:
+                for c in candidates:
+                    await c.close()
+                raise
+    for c in candidates:
+        if c is not reg:
+            await c.close()
     try:
-        # the manifest first: what fails here is an error answer, not a broken stream
-        data, media_type, said = await reg.manifest(ref.path, tag_or_digest)
         await emit({"status": f"Pulling from {ref.path}", "id": ref.tag or str(ref.digest)})
         top = _check(data, str(ref.digest) if ref.digest else said, "manifest")
         doc = oci.parse_manifest_or_index(data, media_type or None)

@@ -56,9 +56,10 @@ class Registry:
     """One registry host; one aiohttp session; tokens by scope."""
 
     def __init__(self, host: str, plain_http: bool, creds: Credentials | None = None,
-                 session: aiohttp.ClientSession | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None, base: str = "") -> None:
         self.host = registry_host(host)
-        self.base = f"{'http' if plain_http else 'https'}://{self.host}"
+        # ``base``: a mirror's own URL (scheme included), standing in for Docker Hub
+        self.base = base.rstrip("/") or f"{'http' if plain_http else 'https'}://{self.host}"
         self.creds = creds
         self.session = session or aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120))

@@ -155,3 +155,23 @@ async def test_a_wrong_blob_is_refused_and_not_stored(tmp_path: Path) -> None:
 
     assert not store.content.exists(Digest.parse(layer))
     assert store.images() == []
+
+
+async def test_docker_hub_images_come_from_a_mirror(tmp_path: Path) -> None:
+    """`--registry-mirror`: a Docker Hub reference is asked of the mirror (which answers:
+    the test never falls through to Docker Hub itself)."""
+    fake = FakeRegistry()
+    fake.cut_first = False
+    store = open_store(str(tmp_path / "store"), "native")
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async def emit(m: dict[str, Any]) -> None:
+            pass
+
+        image_id = await pull(store, "app:latest", emit, want=oci.Platform("linux", "amd64"),
+                              mirrors=(f"http://127.0.0.1:{server.port}",))
+    finally:
+        await server.close()
+    assert image_id == _d(fake.amd["config"])
+    assert str(store.get("docker.io/library/app:latest").id) == image_id
