@@ -12,7 +12,10 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: the CLI starts faster
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def table(rows: Sequence[Sequence[str]], min_width: int = 10, padding: int = 3) -> str:

@@ -15,11 +15,12 @@ import json
 import os
 import socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
+TYPE_CHECKING = False  # not typing's: the CLI starts faster
 if TYPE_CHECKING:
     import ssl
-from urllib.parse import quote, urlencode
+    from typing import Any
 
 CLIENT_API = "1.50"
 DEFAULT_HOST = "unix:///run/matou/matou.sock"
@@ -122,12 +123,11 @@ def host_from_env(flag: str | None) -> str:
 
 def tls_from_env(tls: bool, verify: bool, ca: str | None, cert: str | None,
                  key: str | None) -> ssl.SSLContext | None:
-    import ssl
-
     """docker's TLS flags and DOCKER_TLS_VERIFY / DOCKER_CERT_PATH."""
     verify = verify or bool(os.environ.get("DOCKER_TLS_VERIFY"))
     if not (tls or verify):
         return None
+    import ssl  # only now: it costs a sixth of the start-up
     certs = os.environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
     ca = ca or os.path.join(certs, "ca.pem")
     cert = cert or os.path.join(certs, "cert.pem")
@@ -215,7 +215,10 @@ class Client:
         q = {k: (json.dumps(v) if isinstance(v, dict) else
                  ("1" if v is True else "0" if v is False else str(v)))
              for k, v in (query or {}).items() if v is not None}
-        return f"/v{self.negotiate()}{path}" + (f"?{urlencode(q, doseq=False)}" if q else "")
+        # unversioned unless negotiated: the daemon answers in its own newest version,
+        # which saves the /_ping round trip on every command (docker pings first)
+        prefix = f"/v{self.version}" if self.version else ""
+        return f"{prefix}{path}" + (f"?{urlencode(q, doseq=False)}" if q else "")
 
     # -- requests ------------------------------------------------------------------------
 
