@@ -264,6 +264,13 @@ def test_side_by_side_rest(daemon: Daemon, busybox_archive: Path, tmp_path: Path
                  f"sleep {wait}; echo said; exit 3")
     pair(d, "attach", "NAMEsaid")  # waits for the end: its output and exit code
     pair(d, "attach", "NAMEsaid")  # stopped now: refused, as the docker CLI does
+    pair(d, "logs", "-f", "NAMEsaid")  # follows until the end (here: already)
+    both(d, "logs", "-t", "--tail", "1", "d-said")
+    until = str(int(time.time()) + 1)
+    both(d, "events", "--since", "0", "--until", until, "--format",
+         "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}")
+    both(d, "events", "--since", "0", "--until", until, "-f", "type=network",
+         "--format", "{{json .Actor.Attributes}}")
 
 
 def test_signals_are_proxied(daemon: Daemon, busybox_archive: Path) -> None:
@@ -282,3 +289,49 @@ def test_signals_are_proxied(daemon: Daemon, busybox_archive: Path) -> None:
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+@pytest.mark.skipif(not shutil.which("docker"), reason="no docker CLI")
+def test_side_by_side_registry(daemon: Daemon, busybox_archive: Path, tmp_path: Path) -> None:
+    """push, pull, login, logout, search against a matou-registry with token auth."""
+    import bcrypt
+
+    from tests.integration.test_registry import _serve
+
+    (tmp_path / "htpasswd").write_text(
+        "peer:" + bcrypt.hashpw(b"peerpass", bcrypt.gensalt(5)).decode() + "\n")
+    served = _serve(tmp_path, "--htpasswd", str(tmp_path / "htpasswd"))
+    reg = next(served)
+    try:
+        d = daemon
+        d.docker("load", "-i", str(busybox_archive))
+        for prefix in ("d-", "m-"):
+            d.docker("tag", "busybox", f"{reg}/{prefix}bb:1")
+        env = {"DOCKER_CONFIG": str(tmp_path / "cfg")}
+
+        def run(cli: str, *args: str, stdin: str | None = None) -> tuple[str, int]:
+            p = subprocess.run([cli, "-H", d.host, *args], capture_output=True, text=True,
+                               timeout=60, input=stdin,
+                               env={**os.environ, **env})
+            return p.stdout, p.returncode
+
+        for cli, prefix in (("docker", "d-"), (MATOU, "m-")):
+            out, code = run(cli, "push", f"{reg}/{prefix}bb:1")
+            assert code != 0, out  # not logged in
+            out, code = run(cli, "login", "-u", "peer", "--password-stdin", reg,
+                            stdin="peerpass\n")
+            assert (out, code) == ("Login Succeeded\n", 0)
+            out, code = run(cli, "push", f"{reg}/{prefix}bb:1")
+            assert code == 0 and "1: digest: sha256:" in out, out
+            d.docker("rmi", f"{reg}/{prefix}bb:1")
+            out, code = run(cli, "pull", f"{reg}/{prefix}bb:1")
+            assert code == 0 and f"Status: Downloaded newer image for {reg}/{prefix}bb:1" \
+                in out, out
+            out, code = run(cli, "logout", reg)
+            assert (out, code) == (f"Removing login credentials for {reg}\n", 0)
+        # search answers the same rows for both
+        dout, _ = run("docker", "search", f"{reg}/bb")
+        mout, _ = run(MATOU, "search", f"{reg}/bb")
+        assert _norm(dout) == _norm(mout)
+    finally:
+        served.close()

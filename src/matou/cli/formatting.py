@@ -103,7 +103,8 @@ def _value(expr: str, obj: Any) -> Any:
         return ""
     fn, args = words[0], words[1:]
     if fn == "json":
-        return json.dumps(_value(" ".join(args), obj), separators=(",", ":"))
+        return json.dumps(_go_order(_value(" ".join(args), obj)), separators=(",", ":"),
+                          ensure_ascii=False)
     if fn in ("upper", "lower", "title"):
         v = str(_value(" ".join(args), obj))
         return v.upper() if fn == "upper" else v.lower() if fn == "lower" else v.title()
@@ -122,6 +123,19 @@ def _value(expr: str, obj: Any) -> Any:
     if fn.startswith('"'):
         return fn.strip('"')
     return _lookup(obj, fn)
+
+
+def _go_order(v: Any) -> Any:
+    """Go marshals a map with its keys sorted and a struct in field order: a dict of
+    strings only (labels, attributes) is a map; others keep the API's order."""
+    if isinstance(v, dict):
+        items = {k: _go_order(x) for k, x in v.items()}
+        if all(isinstance(x, str) for x in v.values()):
+            return dict(sorted(items.items()))
+        return items
+    if isinstance(v, list):
+        return [_go_order(x) for x in v]
+    return v
 
 
 def _text(v: Any) -> str:
