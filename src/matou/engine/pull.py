@@ -3,10 +3,10 @@ stream (the JSON lines the docker CLI draws its bars from).
 
 Layers download in parallel (3 at a time by default), each streamed into the content
 store and verified against its digest before it counts; layers already present are
-skipped; a download cut off is resumed with a Range request. The manifest is checked
-against the digest asked for (pull by digest) and against the registry's
-Docker-Content-Digest. Unpacking happens once every layer is in: the store unpacks the
-layers of one image in parallel itself.
+skipped; a download cut off is resumed with a Range request. Each layer is unpacked as
+soon as it is in (overlay: into a snapshot of its own), while the others still
+download; the store chains them in order at the end. The manifest is checked against the
+digest asked for (pull by digest) and against the registry's Docker-Content-Digest.
 
 May import: images, registry, oci, errors (and stdlib).
 """
@@ -82,26 +82,33 @@ async def pull(store: ImageStore, text: str, emit: Emit, creds: Credentials | No
             raise InvalidArgument(f"{text}: the manifest's layers and the config's diff_ids "
                                   "disagree")
         sem = asyncio.Semaphore(max(1, parallel))
+        sources = [LayerSource(x.digest, d) for x, d in zip(doc.layers, config.rootfs_diff_ids,
+                                                             strict=True)]
+        extracted: dict[int, str] = {}
 
-        async def fetch(layer: oci.Descriptor) -> None:
+        async def fetch(i: int, layer: oci.Descriptor) -> None:
             short = layer.digest.short
             if store.content.exists(layer.digest):
                 await emit({"status": "Already exists", "id": short})
                 return
             async with sem:
                 await _download(store, reg, ref.path, layer, emit)
+            # unpacked now, while the other layers still download
+            await emit({"status": "Extracting", "id": short, "progressDetail": {}})
+            key = await asyncio.to_thread(store.extract, sources[i])
+            if key is not None:
+                extracted[i] = key
 
         for layer in doc.layers:
             await emit({"status": "Pulling fs layer", "id": layer.digest.short})
-        await asyncio.gather(*(fetch(x) for x in doc.layers))
-        sources = [LayerSource(x.digest, d) for x, d in zip(doc.layers, config.rootfs_diff_ids,
-                                                             strict=True)]
-        for layer in doc.layers:
-            await emit({"status": "Extracting", "id": layer.digest.short,
-                        "progressDetail": {}})
-        tags = [str(ref)] if not ref.digest else []
-        img = await asyncio.to_thread(store.add, config_bytes, sources, manifest_bytes,
-                                      None, tags)
+        try:
+            await asyncio.gather(*(fetch(i, x) for i, x in enumerate(doc.layers)))
+            tags = [str(ref)] if not ref.digest else []
+            img = await asyncio.to_thread(store.add, config_bytes, sources, manifest_bytes,
+                                          None, tags, extracted)
+        except BaseException:
+            await asyncio.to_thread(store.discard, list(extracted.values()))
+            raise
         for layer in doc.layers:
             await emit({"status": "Pull complete", "id": layer.digest.short,
                         "progressDetail": {}})

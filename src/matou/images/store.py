@@ -151,7 +151,7 @@ class ImageStore:
 
     def add(self, config_bytes: bytes, layers: Sequence[LayerSource],
             manifest_bytes: bytes | None = None, parent: Digest | None = None,
-            tags: Sequence[str] = ()) -> Image:
+            tags: Sequence[str] = (), extracted: dict[int, str] | None = None) -> Image:
         """Store an image whose layer blobs are already in the content store: check the
         layers against the config's diff IDs, unpack them, then publish the record."""
         config = parse_config(config_bytes)
@@ -159,7 +159,7 @@ class ImageStore:
             raise InvalidArgument("image layers do not match the config's rootfs.diff_ids")
         image_id = self.content.put(config_bytes)
         manifest_id = self.content.put(manifest_bytes) if manifest_bytes else None
-        sizes = self.unpack_layers(layers)
+        sizes = self.unpack_layers(layers, extracted)
         with self._locked() as db:
             old = db["images"].get(str(image_id), {})
             db["images"][str(image_id)] = {
@@ -172,28 +172,54 @@ class ImageStore:
                 db["tags"][str(reference.parse(t))] = str(image_id)
             return self._image(db, str(image_id))
 
-    def unpack_layers(self, layers: Sequence[LayerSource]) -> list[int]:
+    def extract(self, layer: LayerSource) -> str | None:
+        """Unpack one layer ahead of ``add`` — a pull does it as each download ends — into
+        a snapshot of its own; the key to hand to ``add`` (None: the snapshotter chains
+        layers and cannot unpack one alone)."""
+        if not self.snapshots.can_rebase:
+            return None
+        key = f"{EXTRACT_PREFIX}{uuid.uuid4().hex}"
+        self.snapshots.prepare(key, None)
+        try:
+            self._apply(layer, key)
+        except BaseException:
+            self.snapshots.remove(key)
+            raise
+        return key
+
+    def discard(self, keys: Sequence[str]) -> None:
+        """Snapshots from ``extract`` that no image took."""
+        for key in keys:
+            if self.snapshots.exists(key):
+                self.snapshots.remove(key)
+
+    def unpack_layers(self, layers: Sequence[LayerSource],
+                      extracted: dict[int, str] | None = None) -> list[int]:
         """Make the committed snapshot of every layer chain; returns uncompressed sizes.
 
         Missing layers are unpacked side by side when the snapshotter allows it (overlay:
-        a layer's upper dir does not depend on the layers below), then chained in order.
+        a layer's upper dir does not depend on the layers below), then chained in order;
+        ``extracted`` maps layer positions to snapshots ``extract`` already made.
         """
+        extracted = dict(extracted or {})
         chain = chain_ids([x.diff_id for x in layers])
         names = [LAYER_PREFIX + c.hex for c in chain]
         sizes: list[int] = [0] * len(layers)
         todo = [i for i, n in enumerate(names) if not self.snapshots.exists(n)]
+        self.discard([k for i, k in extracted.items() if i not in todo])
         for i, n in enumerate(names):
             if i not in todo:
                 sizes[i] = int(self.snapshots.usage(n)[0])
         if not todo:
             return sizes
         if self.snapshots.can_rebase:
-            keys = {i: f"{EXTRACT_PREFIX}{uuid.uuid4().hex}" for i in todo}
-            for key in keys.values():
-                self.snapshots.prepare(key, None)
+            keys = {i: extracted.get(i) or f"{EXTRACT_PREFIX}{uuid.uuid4().hex}" for i in todo}
+            fresh = [i for i in todo if i not in extracted]
+            for i in fresh:
+                self.snapshots.prepare(keys[i], None)
             try:
                 with ThreadPoolExecutor(self.parallel) as pool:
-                    list(pool.map(lambda i: self._apply(layers[i], keys[i]), todo))
+                    list(pool.map(lambda i: self._apply(layers[i], keys[i]), fresh))
                 for i in todo:
                     parent = names[i - 1] if i else None
                     if self.snapshots.exists(names[i]):
