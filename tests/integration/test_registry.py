@@ -175,6 +175,11 @@ def test_docker_tag_push_rmi_pull_search_through_matoud(registry: str, daemon: D
     d.docker("pull", f"{registry}/busybox")
     assert d.docker("images", "-q", "--no-trunc", f"{registry}/busybox").stdout.strip() == \
         image_id  # the same image ID back
+    status, body, _ = d.http("GET", f"/distribution/{registry}/busybox:latest/json")
+    info = json.loads(body)
+    assert status == 200 and info["Descriptor"]["digest"].startswith("sha256:")
+    assert {"architecture": "amd64", "os": "linux"} in info["Platforms"] or \
+        info["Platforms"][0]["os"] == "linux"
     found = d.docker("search", f"{registry}/busy").stdout.splitlines()
     assert found[0].split()[0] == "NAME" and found[1].split()[0] == "busybox"
     d.docker("rmi", f"{registry}/busybox")

@@ -360,6 +360,34 @@ async def auth(request: web.Request) -> web.StreamResponse:
     return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
 
+async def distribution(request: web.Request) -> web.StreamResponse:
+    """`docker manifest inspect`-like: the registry's descriptor of NAME and its platforms."""
+    from matou.oci import image as oci
+    from matou.registry.client import Registry, insecure
+
+    e = engine_of(request)
+    ref = reference.parse(request.match_info["name"])
+    reg = Registry(ref.domain, insecure(ref.domain, e.config.insecure_registries),
+                   _credentials(request.headers.get("X-Registry-Auth", "")))
+    try:
+        data, media_type, said = await reg.manifest(
+            ref.path, str(ref.digest) if ref.digest else (ref.tag or "latest"))
+        doc = oci.parse_manifest_or_index(data, media_type or None)
+        if isinstance(doc, oci.Index):
+            platforms = [d.platform.to_json() for d in doc.manifests if d.platform is not None]
+        else:
+            config = b"".join([c async for c in reg.blob(ref.path, str(doc.config.digest))])
+            cfg = json.loads(config)
+            platforms = [{"architecture": cfg.get("architecture", ""), "os": cfg.get("os", "")}]
+    finally:
+        await reg.close()
+    import hashlib
+
+    digest = said or "sha256:" + hashlib.sha256(data).hexdigest()
+    return json_response({"Descriptor": {"mediaType": media_type, "digest": digest,
+                                         "size": len(data)}, "Platforms": platforms})
+
+
 def _credentials(header: str) -> Any:
     """X-Registry-Auth: base64url JSON {username, password, identitytoken}."""
     from matou.registry.client import Credentials
@@ -380,6 +408,7 @@ ROUTES = [
     ("GET", "/images/json", list_images),
     ("POST", "/images/create", create),
     ("GET", "/images/search", search),
+    ("GET", "/distribution/{name:.+}/json", distribution),
     ("POST", "/auth", auth),
     ("POST", "/images/{name:.+}/push", push),
     ("POST", "/images/load", load),
