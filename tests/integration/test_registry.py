@@ -279,3 +279,37 @@ def test_skopeo_with_credentials(auth_registry: str, tmp_path: Path) -> None:
         assert p.returncode == 0, p.stderr
     back = json.loads((tmp_path / "back" / "index.json").read_text())
     assert back["manifests"][0]["digest"] == index["manifests"][0]["digest"]
+
+
+@pytest.mark.skipif(not shutil.which("docker"), reason="no docker CLI")
+def test_the_registry_runs_as_a_container_on_matou(daemon: Daemon,
+                                                   busybox_archive: Path) -> None:
+    """matou-registry in a matou container (the host's interpreter and this checkout
+    bound read-only into busybox), published on 127.0.0.1, and matoud pushing to it."""
+    import matou
+
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    src = str(Path(matou.__file__).resolve().parents[1])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    binds = [f"{p}:{p}:ro" for p in ("/usr", "/lib", "/lib64", sys.prefix, src)
+             if os.path.exists(p)]
+    d.docker("run", "-d", "--name", "registry", "-p", f"127.0.0.1:{port}:5000",
+             *[x for b in binds for x in ("-v", b)], "-v", "regdata:/var/lib/matou-registry",
+             "busybox", os.path.join(sys.prefix, "bin", "python3"), REGISTRY, "serve",
+             "--addr", "0.0.0.0:5000", "--insecure-public")
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2).read()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, d.docker("logs", "registry").stderr
+            time.sleep(0.1)
+    image = f"127.0.0.1:{port}/inner/busybox:1"
+    d.docker("tag", "busybox", image)
+    assert "1: digest: sha256:" in d.docker("push", image).stdout
+    d.docker("rmi", image)
+    assert "Pull complete" in d.docker("pull", image).stdout
