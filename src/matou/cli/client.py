@@ -12,22 +12,22 @@ May import: client, cli.formatting (and stdlib).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
-from collections.abc import Callable
 
 from matou.cli import formatting as fmt
+from matou.cli.flags import REMAINDER, REMAINDER1, Args, Parser
+from matou.client import fastjson as json
 from matou.client.transport import ApiError, Client, Unreachable
 
 TYPE_CHECKING = False  # not typing's: importing it costs 3 ms of every start
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, NoReturn
 
-Handler = Callable[[Client, argparse.Namespace], int]
-COMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], str]] = {}
+    Handler = Callable[[Client, Args], int]
+COMMANDS: dict[str, tuple[Handler, Callable[[Parser], None], str]] = {}
 MANAGEMENT = {
     "container": {"ls": "ps", "list": "ps", "ps": "ps", "run": "run", "create": "create",
                   "start": "start", "stop": "stop", "restart": "restart", "kill": "kill",
@@ -52,8 +52,8 @@ MANAGEMENT = {
 
 
 def command(name: str, help_: str = "") -> Callable[
-        [Callable[[argparse.ArgumentParser], None]], Callable[[Handler], Handler]]:
-    def args(add: Callable[[argparse.ArgumentParser], None]) -> Callable[[Handler], Handler]:
+        [Callable[[Parser], None]], Callable[[Handler], Handler]]:
+    def args(add: Callable[[Parser], None]) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
             COMMANDS[name] = (fn, add, help_)
             return fn
@@ -61,7 +61,7 @@ def command(name: str, help_: str = "") -> Callable[
     return args
 
 
-def _none(p: argparse.ArgumentParser) -> None:
+def _none(p: Parser) -> None:
     pass
 
 
@@ -72,12 +72,12 @@ def die(msg: str, code: int = 1) -> NoReturn:
 
 # -- system --------------------------------------------------------------------------------
 
-def _version_args(p: argparse.ArgumentParser) -> None:
+def _version_args(p: Parser) -> None:
     p.add_argument("-f", "--format")
 
 
 @command("version", "Show the matou version information")(_version_args)
-def version(c: Client, a: argparse.Namespace) -> int:
+def version(c: Client, a: Args) -> int:
     from matou import __version__
 
     client: dict[str, Any] = {"Platform": {"Name": "matou"}, "Version": __version__,
@@ -108,7 +108,7 @@ def version(c: Client, a: argparse.Namespace) -> int:
 
 
 @command("info", "Display system-wide information")(_version_args)
-def info(c: Client, a: argparse.Namespace) -> int:
+def info(c: Client, a: Args) -> int:
     i = c.json("GET", "/info")
     if a.format:
         print(fmt.render(a.format, i))
@@ -126,7 +126,7 @@ def info(c: Client, a: argparse.Namespace) -> int:
 
 # -- containers: listing and inspecting ----------------------------------------------------
 
-def _ps_args(p: argparse.ArgumentParser) -> None:
+def _ps_args(p: Parser) -> None:
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-s", "--size", action="store_true")
@@ -182,7 +182,7 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
 
 
 @command("ps", "List containers")(_ps_args)
-def ps(c: Client, a: argparse.Namespace) -> int:
+def ps(c: Client, a: Args) -> int:
     limit = 1 if a.latest else a.last
     items = c.json("GET", "/containers/json", {
         "all": a.all or limit > 0, "size": a.size or None, "filters": _filters(a.filter),
@@ -199,14 +199,14 @@ def ps(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _inspect_args(p: argparse.ArgumentParser) -> None:
+def _inspect_args(p: Parser) -> None:
     p.add_argument("-f", "--format")
     p.add_argument("-s", "--size", action="store_true")
     p.add_argument("--type", choices=["container", "image", "volume", "network"])
     p.add_argument("names", nargs="+")
 
 
-def _objects_args(p: argparse.ArgumentParser) -> None:
+def _objects_args(p: Parser) -> None:
     p.add_argument("-f", "--format")
     p.add_argument("names", nargs="+")
 
@@ -216,11 +216,13 @@ def _print_objects(objs: list[Any], template: str | None) -> None:
         for o in objs:
             print(fmt.render(template, o))
     else:
-        print(json.dumps(objs, indent=4, ensure_ascii=False))
+        import json as indenting
+
+        print(indenting.dumps(objs, indent=4, ensure_ascii=False))
 
 
 @command("inspect", "Return low-level information on matou objects")(_inspect_args)
-def inspect(c: Client, a: argparse.Namespace) -> int:
+def inspect(c: Client, a: Args) -> int:
     found: list[Any] = []
     code = 0
     kinds = [a.type] if a.type else ["container", "image", "volume", "network"]
@@ -241,7 +243,7 @@ def inspect(c: Client, a: argparse.Namespace) -> int:
     return code
 
 
-def _names_args(p: argparse.ArgumentParser) -> None:
+def _names_args(p: Parser) -> None:
     p.add_argument("names", nargs="+")
 
 
@@ -258,53 +260,53 @@ def _each(c: Client, names: list[str], fn: Callable[[str], object], echo: bool =
     return code
 
 
-def _stop_args(p: argparse.ArgumentParser) -> None:
+def _stop_args(p: Parser) -> None:
     p.add_argument("-t", "--time", "--timeout", type=int, dest="time")
     p.add_argument("-s", "--signal")
     p.add_argument("names", nargs="+")
 
 
 @command("stop", "Stop one or more running containers")(_stop_args)
-def stop(c: Client, a: argparse.Namespace) -> int:
+def stop(c: Client, a: Args) -> int:
     return _each(c, a.names, lambda n: c.request(
         "POST", f"/containers/{n}/stop", {"t": a.time, "signal": a.signal}, timeout=None))
 
 
 @command("restart", "Restart one or more containers")(_stop_args)
-def restart(c: Client, a: argparse.Namespace) -> int:
+def restart(c: Client, a: Args) -> int:
     return _each(c, a.names, lambda n: c.request(
         "POST", f"/containers/{n}/restart", {"t": a.time, "signal": a.signal}))
 
 
-def _kill_args(p: argparse.ArgumentParser) -> None:
+def _kill_args(p: Parser) -> None:
     p.add_argument("-s", "--signal")
     p.add_argument("names", nargs="+")
 
 
 @command("kill", "Kill one or more running containers")(_kill_args)
-def kill(c: Client, a: argparse.Namespace) -> int:
+def kill(c: Client, a: Args) -> int:
     return _each(c, a.names, lambda n: c.request("POST", f"/containers/{n}/kill",
                                                  {"signal": a.signal}))
 
 
 @command("start", "Start one or more stopped containers")(_names_args)
-def start(c: Client, a: argparse.Namespace) -> int:
+def start(c: Client, a: Args) -> int:
     return _each(c, a.names, lambda n: c.request("POST", f"/containers/{n}/start"))
 
 
 @command("pause", "Pause all processes within one or more containers")(_names_args)
-def pause(c: Client, a: argparse.Namespace) -> int:
+def pause(c: Client, a: Args) -> int:
     return _each(c, a.names, lambda n: c.request("POST", f"/containers/{n}/pause"))
 
 
 @command("unpause", "Unpause all processes within one or more containers")(_names_args)
-def unpause(c: Client, a: argparse.Namespace) -> int:
+def unpause(c: Client, a: Args) -> int:
     return _each(c, a.names, lambda n: c.request("POST", f"/containers/{n}/unpause"))
 
 
 @command("wait", "Block until one or more containers stop, then print their exit codes")(
     _names_args)
-def wait(c: Client, a: argparse.Namespace) -> int:
+def wait(c: Client, a: Args) -> int:
     code = 0
     for n in a.names:
         try:
@@ -316,7 +318,7 @@ def wait(c: Client, a: argparse.Namespace) -> int:
     return code
 
 
-def _rm_args(p: argparse.ArgumentParser) -> None:
+def _rm_args(p: Parser) -> None:
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("-v", "--volumes", action="store_true")
     p.add_argument("-l", "--link", action="store_true")
@@ -324,30 +326,30 @@ def _rm_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("rm", "Remove one or more containers")(_rm_args)
-def rm(c: Client, a: argparse.Namespace) -> int:
+def rm(c: Client, a: Args) -> int:
     return _each(c, a.names, lambda n: c.request(
         "DELETE", f"/containers/{n}", {"force": a.force or None, "v": a.volumes or None,
                                        "link": a.link or None}))
 
 
-def _rename_args(p: argparse.ArgumentParser) -> None:
+def _rename_args(p: Parser) -> None:
     p.add_argument("old")
     p.add_argument("new")
 
 
 @command("rename", "Rename a container")(_rename_args)
-def rename(c: Client, a: argparse.Namespace) -> int:
+def rename(c: Client, a: Args) -> int:
     c.request("POST", f"/containers/{a.old}/rename", {"name": a.new})
     return 0
 
 
-def _one_args(p: argparse.ArgumentParser) -> None:
+def _one_args(p: Parser) -> None:
     p.add_argument("name")
     p.add_argument("extra", nargs="*")
 
 
 @command("port", "List port mappings or a specific mapping for the container")(_one_args)
-def port(c: Client, a: argparse.Namespace) -> int:
+def port(c: Client, a: Args) -> int:
     ports = (c.json("GET", f"/containers/{a.name}/json").get("NetworkSettings") or {}).get(
         "Ports") or {}
     want = a.extra[0] if a.extra else None
@@ -367,7 +369,7 @@ def port(c: Client, a: argparse.Namespace) -> int:
 
 
 @command("top", "Display the running processes of a container")(_one_args)
-def top(c: Client, a: argparse.Namespace) -> int:
+def top(c: Client, a: Args) -> int:
     t = c.json("GET", f"/containers/{a.name}/top",
                {"ps_args": " ".join(a.extra) if a.extra else None})
     sys.stdout.write(fmt.table([t["Titles"], *t["Processes"]], min_width=20, padding=1))
@@ -376,7 +378,7 @@ def top(c: Client, a: argparse.Namespace) -> int:
 
 @command("diff", "Inspect changes to files or directories on a container's filesystem")(
     _one_args)
-def diff(c: Client, a: argparse.Namespace) -> int:
+def diff(c: Client, a: Args) -> int:
     for ch in c.json("GET", f"/containers/{a.name}/changes") or []:
         print(f"{'CAD'[ch['Kind']]} {ch['Path']}")
     return 0
@@ -410,7 +412,7 @@ def _demux(sock: Any, tty: bool) -> None:
         err.flush()
 
 
-def _logs_args(p: argparse.ArgumentParser) -> None:
+def _logs_args(p: Parser) -> None:
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("-t", "--timestamps", action="store_true")
     p.add_argument("-n", "--tail", default="all")
@@ -420,7 +422,7 @@ def _logs_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("logs", "Fetch the logs of a container")(_logs_args)
-def logs(c: Client, a: argparse.Namespace) -> int:
+def logs(c: Client, a: Args) -> int:
     tty = bool(c.json("GET", f"/containers/{a.name}/json")["Config"].get("Tty"))
     r = c.request("GET", f"/containers/{a.name}/logs", {
         "stdout": True, "stderr": True, "follow": a.follow or None,
@@ -435,7 +437,7 @@ def logs(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _run_args(p: argparse.ArgumentParser, create_only: bool = False) -> None:
+def _run_args(p: Parser, create_only: bool = False) -> None:
     if not create_only:
         p.add_argument("-d", "--detach", action="store_true")
         p.add_argument("--rm", action="store_true")
@@ -477,8 +479,8 @@ def _run_args(p: argparse.ArgumentParser, create_only: bool = False) -> None:
     p.add_argument("--health-cmd")
     p.add_argument("--health-interval")
     p.add_argument("--no-healthcheck", action="store_true")
-    p.add_argument("image")
-    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
 
 def _size(text: str) -> int:
@@ -495,7 +497,7 @@ def _duration(text: str) -> int:
     return int(float(text) * 10**9)
 
 
-def _create_body(a: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _create_body(a: Args) -> tuple[dict[str, Any], dict[str, Any] | None]:
     env = list(a.env)
     for path in a.env_file:
         with open(path) as f:
@@ -564,7 +566,7 @@ def _create_body(a: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] 
     return config, networking
 
 
-def _create(c: Client, a: argparse.Namespace) -> str:
+def _create(c: Client, a: Args) -> str:
     config, networking = _create_body(a)
     if networking:
         config["NetworkingConfig"] = networking
@@ -587,6 +589,28 @@ def _config_path() -> str:
                         "config.json")
 
 
+def _read_config() -> dict[str, Any]:
+    """docker's config.json ({} when missing or unreadable)."""
+    try:
+        with open(_config_path(), "rb") as f:
+            config = json.loads(f.read())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _write_config(config: dict[str, Any]) -> None:
+    """Replace config.json atomically, readable by its owner only (it holds credentials)."""
+    import json as indenting
+
+    path = _config_path()
+    os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        indenting.dump(config, f, indent="\t")
+    os.replace(path + ".tmp", path)
+
+
 def _registry_of(ref: str) -> str:
     first, slash, _ = ref.partition("/")
     if slash and ("." in first or ":" in first or first == "localhost"):
@@ -598,11 +622,7 @@ def _auth_header(ref: str) -> dict[str, str]:
     """X-Registry-Auth for ``ref``'s registry, from the credentials docker login keeps."""
     import base64
 
-    try:
-        with open(_config_path()) as f:
-            auths = json.load(f).get("auths") or {}
-    except (OSError, ValueError):
-        return {}
+    auths = _read_config().get("auths") or {}
     entry = auths.get(_registry_of(ref)) or {}
     if not entry.get("auth"):
         return {}
@@ -624,13 +644,13 @@ def pull_image(c: Client, ref: str) -> None:
 
 
 @command("create", "Create a new container")(lambda p: _run_args(p, create_only=True))
-def create(c: Client, a: argparse.Namespace) -> int:
+def create(c: Client, a: Args) -> int:
     print(_create(c, a))
     return 0
 
 
 @command("run", "Create and run a new container from an image")(_run_args)
-def run(c: Client, a: argparse.Namespace) -> int:
+def run(c: Client, a: Args) -> int:
     cid = _create(c, a)
     if a.detach:
         c.request("POST", f"/containers/{cid}/start")
@@ -712,7 +732,7 @@ def _pump(c: Client, sock: Any, stdin: bool, tty: bool,
         on_winch()
     if stdin:
         def feed() -> None:
-            import socket as s
+            import _socket as s
 
             fd = sys.stdin.fileno()
             while data := os.read(fd, 65536):
@@ -753,7 +773,7 @@ class _terminal:
             termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
 
 
-def _exec_args(p: argparse.ArgumentParser) -> None:
+def _exec_args(p: Parser) -> None:
     p.add_argument("-d", "--detach", action="store_true")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
@@ -762,12 +782,12 @@ def _exec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-w", "--workdir")
     p.add_argument("--privileged", action="store_true")
     p.add_argument("--detach-keys")
-    p.add_argument("name")
-    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p.add_argument("name", metavar="CONTAINER")
+    p.add_argument("cmd", nargs=REMAINDER1, metavar="COMMAND")
 
 
 @command("exec", "Execute a command in a running container")(_exec_args)
-def exec_(c: Client, a: argparse.Namespace) -> int:
+def exec_(c: Client, a: Args) -> int:
     if not a.cmd:
         die("exec requires at least 2 arguments", 1)
     body = {"Cmd": a.cmd, "Tty": a.tty, "AttachStdin": a.interactive,
@@ -786,7 +806,7 @@ def exec_(c: Client, a: argparse.Namespace) -> int:
     return int(code if code is not None else 0)
 
 
-def _attach_args(p: argparse.ArgumentParser) -> None:
+def _attach_args(p: Parser) -> None:
     p.add_argument("--no-stdin", action="store_true")
     p.add_argument("--detach-keys")
     p.add_argument("--sig-proxy", default="true")
@@ -795,7 +815,7 @@ def _attach_args(p: argparse.ArgumentParser) -> None:
 
 @command("attach", "Attach local standard input, output, and error streams to a running "
          "container")(_attach_args)
-def attach(c: Client, a: argparse.Namespace) -> int:
+def attach(c: Client, a: Args) -> int:
     info_ = c.json("GET", f"/containers/{a.name}/json")
     if not info_["State"]["Running"]:  # as the docker CLI, before asking the daemon
         die("You cannot attach to a stopped container, start it first", 1)
@@ -814,7 +834,7 @@ def attach(c: Client, a: argparse.Namespace) -> int:
     return _exit_code(c, info_["Id"], waiter, stdin)
 
 
-def _stats_args(p: argparse.ArgumentParser) -> None:
+def _stats_args(p: Parser) -> None:
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("--no-stream", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
@@ -866,7 +886,7 @@ STATS_HEADERS = {"ID": "CONTAINER ID", "Name": "NAME", "Container": "CONTAINER",
 
 @command("stats", "Display a live stream of container(s) resource usage statistics")(
     _stats_args)
-def stats(c: Client, a: argparse.Namespace) -> int:
+def stats(c: Client, a: Args) -> int:
     names = a.names or [x["Names"][0].lstrip("/") for x in c.json(
         "GET", "/containers/json", {"all": a.all or None})]
     template = a.format or ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t"
@@ -883,7 +903,7 @@ def stats(c: Client, a: argparse.Namespace) -> int:
         time.sleep(1)
 
 
-def _cp_args(p: argparse.ArgumentParser) -> None:
+def _cp_args(p: Parser) -> None:
     p.add_argument("-a", "--archive", action="store_true")
     p.add_argument("-L", "--follow-link", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -899,7 +919,7 @@ def _split(arg: str) -> tuple[str, str] | None:
 
 
 @command("cp", "Copy files/folders between a container and the local filesystem")(_cp_args)
-def cp(c: Client, a: argparse.Namespace) -> int:
+def cp(c: Client, a: Args) -> int:
     import io
     import tarfile
 
@@ -959,7 +979,7 @@ def cp(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _out_args(p: argparse.ArgumentParser) -> None:
+def _out_args(p: Parser) -> None:
     p.add_argument("-o", "--output")
     p.add_argument("names", nargs="+")
 
@@ -975,7 +995,7 @@ def _to_output(r: Any, output: str | None) -> None:
 
 
 @command("export", "Export a container's filesystem as a tar archive")(_out_args)
-def export(c: Client, a: argparse.Namespace) -> int:
+def export(c: Client, a: Args) -> int:
     if a.output is None and sys.stdout.isatty():
         die("cowardly refusing to save to a terminal. Use the -o flag or redirect", 1)
     _to_output(c.request("GET", f"/containers/{a.names[0]}/export", stream=True), a.output)
@@ -983,10 +1003,10 @@ def export(c: Client, a: argparse.Namespace) -> int:
 
 
 @command("save", "Save one or more images to a tar archive")(_out_args)
-def save(c: Client, a: argparse.Namespace) -> int:
+def save(c: Client, a: Args) -> int:
     if a.output is None and sys.stdout.isatty():
         die("cowardly refusing to save to a terminal. Use the -o flag or redirect", 1)
-    from urllib.parse import urlencode
+    from matou.client.transport import urlencode
 
     r = c.request("GET", "/images/get?" + urlencode([("names", n) for n in a.names]),
                   stream=True)
@@ -994,13 +1014,13 @@ def save(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _load_args(p: argparse.ArgumentParser) -> None:
+def _load_args(p: Parser) -> None:
     p.add_argument("-i", "--input")
     p.add_argument("-q", "--quiet", action="store_true")
 
 
 @command("load", "Load an image from a tar archive or STDIN")(_load_args)
-def load(c: Client, a: argparse.Namespace) -> int:
+def load(c: Client, a: Args) -> int:
     data = open(a.input, "rb").read() if a.input else sys.stdin.buffer.read()  # noqa: SIM115
     r = c.request("POST", "/images/load", {"quiet": a.quiet or None}, raw_body=data,
                   headers={"Content-Type": "application/x-tar"}, stream=True)
@@ -1012,7 +1032,7 @@ def load(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _import_args(p: argparse.ArgumentParser) -> None:
+def _import_args(p: Parser) -> None:
     p.add_argument("-c", "--change", action="append", default=[])
     p.add_argument("-m", "--message")
     p.add_argument("file")
@@ -1021,11 +1041,11 @@ def _import_args(p: argparse.ArgumentParser) -> None:
 
 @command("import", "Import the contents from a tarball to create a filesystem image")(
     _import_args)
-def import_(c: Client, a: argparse.Namespace) -> int:
+def import_(c: Client, a: Args) -> int:
     data = sys.stdin.buffer.read() if a.file == "-" else open(a.file, "rb").read()  # noqa: SIM115
     repo, tag = (a.reference.rpartition(":")[0::2] if a.reference and ":" in
                  a.reference.rsplit("/", 1)[-1] else (a.reference or "", ""))
-    from urllib.parse import urlencode
+    from matou.client.transport import urlencode
 
     q = [("fromSrc", "-"), ("repo", repo), ("tag", tag), ("message", a.message or "")]
     q += [("changes", ch) for ch in a.change]
@@ -1039,7 +1059,7 @@ def import_(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _commit_args(p: argparse.ArgumentParser) -> None:
+def _commit_args(p: Parser) -> None:
     p.add_argument("-a", "--author")
     p.add_argument("-c", "--change", action="append", default=[])
     p.add_argument("-m", "--message")
@@ -1049,7 +1069,7 @@ def _commit_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("commit", "Create a new image from a container's changes")(_commit_args)
-def commit(c: Client, a: argparse.Namespace) -> int:
+def commit(c: Client, a: Args) -> int:
     repo, tag = (a.reference.rpartition(":")[0::2] if a.reference and ":" in
                  a.reference.rsplit("/", 1)[-1] else (a.reference or None, None))
     r = c.json("POST", "/commit", {"container": a.name, "repo": repo, "tag": tag,
@@ -1059,7 +1079,7 @@ def commit(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _update_args(p: argparse.ArgumentParser) -> None:
+def _update_args(p: Parser) -> None:
     p.add_argument("-m", "--memory")
     p.add_argument("--cpus", type=float)
     p.add_argument("--cpu-shares", type=int)
@@ -1069,7 +1089,7 @@ def _update_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("update", "Update configuration of one or more containers")(_update_args)
-def update(c: Client, a: argparse.Namespace) -> int:
+def update(c: Client, a: Args) -> int:
     body: dict[str, Any] = {}
     if a.memory:
         body["Memory"] = _size(a.memory)
@@ -1085,14 +1105,14 @@ def update(c: Client, a: argparse.Namespace) -> int:
     return _each(c, a.names, lambda n: c.json("POST", f"/containers/{n}/update", body=body))
 
 
-def _prune_args(p: argparse.ArgumentParser) -> None:
+def _prune_args(p: Parser) -> None:
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("--filter", action="append", default=[])
     p.add_argument("--volumes", action="store_true")
 
 
-def _confirm(a: argparse.Namespace, what: str) -> bool:
+def _confirm(a: Args, what: str) -> bool:
     if a.force:
         return True
     print(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ",
@@ -1105,7 +1125,7 @@ def _reclaimed(n: int) -> None:
 
 
 @command("container-prune", "Remove all stopped containers")(_prune_args)
-def container_prune(c: Client, a: argparse.Namespace) -> int:
+def container_prune(c: Client, a: Args) -> int:
     if not _confirm(a, "all stopped containers"):
         return 0
     r = c.json("POST", "/containers/prune", {"filters": _filters(a.filter)})
@@ -1116,7 +1136,7 @@ def container_prune(c: Client, a: argparse.Namespace) -> int:
 
 
 @command("image-prune", "Remove unused images")(_prune_args)
-def image_prune(c: Client, a: argparse.Namespace) -> int:
+def image_prune(c: Client, a: Args) -> int:
     if not _confirm(a, "all dangling images" if not a.all else
                     "all images without at least one container associated to them"):
         return 0
@@ -1135,7 +1155,7 @@ def image_prune(c: Client, a: argparse.Namespace) -> int:
 
 
 @command("volume-prune", "Remove unused local volumes")(_prune_args)
-def volume_prune(c: Client, a: argparse.Namespace) -> int:
+def volume_prune(c: Client, a: Args) -> int:
     if not _confirm(a, "anonymous local volumes not used by at least one container"
                     if not a.all else "all local volumes not used by at least one container"):
         return 0
@@ -1150,7 +1170,7 @@ def volume_prune(c: Client, a: argparse.Namespace) -> int:
 
 
 @command("network-prune", "Remove all unused networks")(_prune_args)
-def network_prune(c: Client, a: argparse.Namespace) -> int:
+def network_prune(c: Client, a: Args) -> int:
     if not _confirm(a, "all custom networks not used by at least one container"):
         return 0
     r = c.json("POST", "/networks/prune", {"filters": _filters(a.filter)})
@@ -1160,7 +1180,7 @@ def network_prune(c: Client, a: argparse.Namespace) -> int:
 
 
 @command("system-prune", "Remove unused data")(_prune_args)
-def system_prune(c: Client, a: argparse.Namespace) -> int:
+def system_prune(c: Client, a: Args) -> int:
     if not _confirm(a, "all stopped containers, unused networks and dangling images"):
         return 0
     a.force = True
@@ -1172,7 +1192,7 @@ def system_prune(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _df_args(p: argparse.ArgumentParser) -> None:
+def _df_args(p: Parser) -> None:
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--format")
 
@@ -1184,7 +1204,7 @@ def _share(part: int, whole: int) -> str:
 
 
 @command("system-df", "Show matou disk usage")(_df_args)
-def system_df(c: Client, a: argparse.Namespace) -> int:
+def system_df(c: Client, a: Args) -> int:
     d = c.json("GET", "/system/df")
     imgs, ctrs = d.get("Images") or [], d.get("Containers") or []
     vols = d.get("Volumes") or []
@@ -1217,7 +1237,7 @@ def system_df(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _events_args(p: argparse.ArgumentParser) -> None:
+def _events_args(p: Parser) -> None:
     p.add_argument("--since")
     p.add_argument("--until")
     p.add_argument("-f", "--filter", action="append", default=[])
@@ -1225,7 +1245,7 @@ def _events_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("events", "Get real time events from the server")(_events_args)
-def events(c: Client, a: argparse.Namespace) -> int:
+def events(c: Client, a: Args) -> int:
     r = c.request("GET", "/events", {"since": a.since, "until": a.until,
                                       "filters": _filters(a.filter)}, stream=True)
     for ev in c.json_stream(r):
@@ -1245,19 +1265,19 @@ def events(c: Client, a: argparse.Namespace) -> int:
 
 @command("image-inspect", "Display detailed information on one or more images")(
     _objects_args)
-def image_inspect(c: Client, a: argparse.Namespace) -> int:
+def image_inspect(c: Client, a: Args) -> int:
     _print_objects([c.json("GET", f"/images/{n}/json") for n in a.names], a.format)
     return 0
 
 
-def _search_args(p: argparse.ArgumentParser) -> None:
+def _search_args(p: Parser) -> None:
     p.add_argument("--limit", type=int)
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("term")
 
 
 @command("search", "Search Docker Hub (or a registry) for images")(_search_args)
-def search(c: Client, a: argparse.Namespace) -> int:
+def search(c: Client, a: Args) -> int:
     rows = c.json("GET", "/images/search", {"term": a.term, "limit": a.limit})
     sys.stdout.write(fmt.table([["NAME", "DESCRIPTION", "STARS", "OFFICIAL"]] + [
         [r.get("name", ""), r.get("description", "") if a.no_trunc else
@@ -1268,7 +1288,7 @@ def search(c: Client, a: argparse.Namespace) -> int:
 
 # -- images ------------------------------------------------------------------------------
 
-def _images_args(p: argparse.ArgumentParser) -> None:
+def _images_args(p: Parser) -> None:
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
@@ -1283,7 +1303,7 @@ IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
 
 
 @command("images", "List images")(_images_args)
-def images(c: Client, a: argparse.Namespace) -> int:
+def images(c: Client, a: Args) -> int:
     filters = _filters(a.filter) or {}
     if a.repo:
         filters["reference"] = [a.repo]
@@ -1312,27 +1332,27 @@ def images(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _tag_args(p: argparse.ArgumentParser) -> None:
+def _tag_args(p: Parser) -> None:
     p.add_argument("source")
     p.add_argument("target")
 
 
 @command("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")(_tag_args)
-def tag(c: Client, a: argparse.Namespace) -> int:
+def tag(c: Client, a: Args) -> int:
     repo, _, t = a.target.rpartition(":") if ":" in a.target.rsplit("/", 1)[-1] else (
         a.target, "", "latest")
     c.request("POST", f"/images/{a.source}/tag", {"repo": repo, "tag": t})
     return 0
 
 
-def _rmi_args(p: argparse.ArgumentParser) -> None:
+def _rmi_args(p: Parser) -> None:
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("--no-prune", action="store_true")
     p.add_argument("names", nargs="+")
 
 
 @command("rmi", "Remove one or more images")(_rmi_args)
-def rmi(c: Client, a: argparse.Namespace) -> int:
+def rmi(c: Client, a: Args) -> int:
     code = 0
     for n in a.names:
         try:
@@ -1346,19 +1366,19 @@ def rmi(c: Client, a: argparse.Namespace) -> int:
     return code
 
 
-def _pull_args(p: argparse.ArgumentParser) -> None:
+def _pull_args(p: Parser) -> None:
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("image")
 
 
 @command("pull", "Download an image from a registry")(_pull_args)
-def pull(c: Client, a: argparse.Namespace) -> int:
+def pull(c: Client, a: Args) -> int:
     pull_image(c, a.image)
     return 0
 
 
 @command("push", "Upload an image to a registry")(_pull_args)
-def push(c: Client, a: argparse.Namespace) -> int:
+def push(c: Client, a: Args) -> int:
     name, _, tag = a.image.rpartition(":") if ":" in a.image.rsplit("/", 1)[-1] else (
         a.image, "", "")
     r = c.request("POST", f"/images/{name}/push", {"tag": tag or None}, stream=True,
@@ -1371,7 +1391,7 @@ def push(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _login_args(p: argparse.ArgumentParser) -> None:
+def _login_args(p: Parser) -> None:
     p.add_argument("-u", "--username")
     p.add_argument("-p", "--password")
     p.add_argument("--password-stdin", action="store_true")
@@ -1379,7 +1399,7 @@ def _login_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("login", "Authenticate to a registry")(_login_args)
-def login(c: Client, a: argparse.Namespace) -> int:
+def login(c: Client, a: Args) -> int:
     import base64
 
     user = a.username or input("Username: ")
@@ -1387,45 +1407,30 @@ def login(c: Client, a: argparse.Namespace) -> int:
         a.password if a.password is not None else __import__("getpass").getpass("Password: "))
     c.json("POST", "/auth", body={"username": user, "password": password,
                                   "serveraddress": a.server})
-    path = _config_path()
-    try:
-        with open(path) as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        config = {}
+    config = _read_config()
     config.setdefault("auths", {})[a.server] = {
         "auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
-    os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(config, f, indent="\t")
-    os.replace(path + ".tmp", path)
+    _write_config(config)
     print("Login Succeeded")
     return 0
 
 
-def _logout_args(p: argparse.ArgumentParser) -> None:
+def _logout_args(p: Parser) -> None:
     p.add_argument("server", nargs="?", default="https://index.docker.io/v1/")
 
 
 @command("logout", "Log out from a registry")(_logout_args)
-def logout(c: Client, a: argparse.Namespace) -> int:
-    path = _config_path()
-    try:
-        with open(path) as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        config = {}
+def logout(c: Client, a: Args) -> int:
+    config = _read_config()
     if (config.get("auths") or {}).pop(a.server, None) is None:
         print(f"Not logged in to {a.server}")
         return 0
-    with open(path, "w") as f:
-        json.dump(config, f, indent="\t")
+    _write_config(config)
     print(f"Removing login credentials for {a.server}")
     return 0
 
 
-def _history_args(p: argparse.ArgumentParser) -> None:
+def _history_args(p: Parser) -> None:
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--format")
@@ -1433,7 +1438,7 @@ def _history_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("history", "Show the history of an image")(_history_args)
-def history(c: Client, a: argparse.Namespace) -> int:
+def history(c: Client, a: Args) -> int:
     rows = []
     for h in c.json("GET", f"/images/{a.image}/history"):
         iid = h["Id"] if a.no_trunc or h["Id"] == "<missing>" else h["Id"].split(":")[-1][:12]
@@ -1456,7 +1461,7 @@ def history(c: Client, a: argparse.Namespace) -> int:
 
 # -- volumes and networks ---------------------------------------------------------------
 
-def _ls_args(p: argparse.ArgumentParser) -> None:
+def _ls_args(p: Parser) -> None:
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-f", "--filter", action="append", default=[])
     p.add_argument("--format")
@@ -1464,7 +1469,7 @@ def _ls_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("volume-ls", "List volumes")(_ls_args)
-def volume_ls(c: Client, a: argparse.Namespace) -> int:
+def volume_ls(c: Client, a: Args) -> int:
     vols = c.json("GET", "/volumes", {"filters": _filters(a.filter)})["Volumes"] or []
     if a.quiet:
         for v in vols:
@@ -1476,7 +1481,7 @@ def volume_ls(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _volume_create_args(p: argparse.ArgumentParser) -> None:
+def _volume_create_args(p: Parser) -> None:
     p.add_argument("-d", "--driver", default="local")
     p.add_argument("--label", action="append", default=[])
     p.add_argument("-o", "--opt", action="append", default=[])
@@ -1484,7 +1489,7 @@ def _volume_create_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("volume-create", "Create a volume")(_volume_create_args)
-def volume_create(c: Client, a: argparse.Namespace) -> int:
+def volume_create(c: Client, a: Args) -> int:
     v = c.json("POST", "/volumes/create", body={
         "Name": a.name or "", "Driver": a.driver,
         "Labels": dict(x.split("=", 1) if "=" in x else (x, "") for x in a.label),
@@ -1493,26 +1498,26 @@ def volume_create(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _volume_rm_args(p: argparse.ArgumentParser) -> None:
+def _volume_rm_args(p: Parser) -> None:
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("names", nargs="+")
 
 
 @command("volume-rm", "Remove one or more volumes")(_volume_rm_args)
-def volume_rm(c: Client, a: argparse.Namespace) -> int:
+def volume_rm(c: Client, a: Args) -> int:
     return _each(c, a.names, lambda n: c.request("DELETE", f"/volumes/{n}",
                                                  {"force": a.force or None}))
 
 
 @command("volume-inspect", "Display detailed information on one or more volumes")(
     _objects_args)
-def volume_inspect(c: Client, a: argparse.Namespace) -> int:
+def volume_inspect(c: Client, a: Args) -> int:
     _print_objects([c.json("GET", f"/volumes/{n}") for n in a.names], a.format)
     return 0
 
 
 @command("network-ls", "List networks")(_ls_args)
-def network_ls(c: Client, a: argparse.Namespace) -> int:
+def network_ls(c: Client, a: Args) -> int:
     nets = sorted(c.json("GET", "/networks", {"filters": _filters(a.filter)}),
                   key=lambda n: n["Name"])
     if a.quiet:
@@ -1526,7 +1531,7 @@ def network_ls(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _network_create_args(p: argparse.ArgumentParser) -> None:
+def _network_create_args(p: Parser) -> None:
     p.add_argument("-d", "--driver", default="bridge")
     p.add_argument("--subnet", action="append", default=[])
     p.add_argument("--gateway", action="append", default=[])
@@ -1539,7 +1544,7 @@ def _network_create_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("network-create", "Create a network")(_network_create_args)
-def network_create(c: Client, a: argparse.Namespace) -> int:
+def network_create(c: Client, a: Args) -> int:
     configs = []
     for i, subnet in enumerate(a.subnet):
         conf = {"Subnet": subnet}
@@ -1558,18 +1563,18 @@ def network_create(c: Client, a: argparse.Namespace) -> int:
 
 
 @command("network-rm", "Remove one or more networks")(_names_args)
-def network_rm(c: Client, a: argparse.Namespace) -> int:
+def network_rm(c: Client, a: Args) -> int:
     return _each(c, a.names, lambda n: c.request("DELETE", f"/networks/{n}"))
 
 
 @command("network-inspect", "Display detailed information on one or more networks")(
     _objects_args)
-def network_inspect(c: Client, a: argparse.Namespace) -> int:
+def network_inspect(c: Client, a: Args) -> int:
     _print_objects([c.json("GET", f"/networks/{n}") for n in a.names], a.format)
     return 0
 
 
-def _connect_args(p: argparse.ArgumentParser) -> None:
+def _connect_args(p: Parser) -> None:
     p.add_argument("--alias", action="append", default=[])
     p.add_argument("--ip")
     p.add_argument("-f", "--force", action="store_true")
@@ -1578,7 +1583,7 @@ def _connect_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("network-connect", "Connect a container to a network")(_connect_args)
-def network_connect(c: Client, a: argparse.Namespace) -> int:
+def network_connect(c: Client, a: Args) -> int:
     ep: dict[str, Any] = {"Aliases": a.alias or None}
     if a.ip:
         ep["IPAMConfig"] = {"IPv4Address": a.ip}
@@ -1588,7 +1593,7 @@ def network_connect(c: Client, a: argparse.Namespace) -> int:
 
 
 @command("network-disconnect", "Disconnect a container from a network")(_connect_args)
-def network_disconnect(c: Client, a: argparse.Namespace) -> int:
+def network_disconnect(c: Client, a: Args) -> int:
     c.request("POST", f"/networks/{a.network}/disconnect",
               body={"Container": a.container, "Force": a.force})
     return 0
@@ -1596,9 +1601,9 @@ def network_disconnect(c: Client, a: argparse.Namespace) -> int:
 
 # -- the entry point ------------------------------------------------------------------------
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="matou", description="matou: a Docker-compatible "
-                                "container engine's client", add_help=True)
+def parser() -> Parser:
+    p = Parser(prog="matou", description="matou: a Docker-compatible container engine's "
+               "client")
     p.add_argument("-H", "--host", help="daemon socket (unix:///… or tcp://…); default "
                    "$MATOU_HOST, $DOCKER_HOST, unix:///run/matou/matou.sock")
     p.add_argument("--tls", action="store_true")
@@ -1607,6 +1612,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tlscert")
     p.add_argument("--tlskey")
     p.add_argument("-v", "--version", action="store_true")
+    # accepted as docker accepts them; matou has one context and logs nothing client-side
+    p.add_argument("-D", "--debug", action="store_true")
+    p.add_argument("-l", "--log-level")
+    p.add_argument("--config")
+    p.add_argument("-c", "--context")
+    p.add_argument("command", nargs=REMAINDER)
     return p
 
 
@@ -1614,11 +1625,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     top = parser()
     # global options first, then the command (management form mapped to the short one)
-    i = 0
-    while i < len(argv) and argv[i].startswith("-"):
-        i += 2 if argv[i] in ("-H", "--host", "--tlscacert", "--tlscert", "--tlskey") else 1
-    globals_, rest = argv[:i], argv[i:]
-    g = top.parse_args(globals_)
+    g = top.parse_args(argv)
+    rest = g.command
+    if g.config:
+        os.environ["DOCKER_CONFIG"] = g.config
     if g.version:
         rest = ["version", "--format", "matou version {{.Client.Version}}"]
     if not rest:
@@ -1631,14 +1641,14 @@ def main(argv: list[str] | None = None) -> int:
         if len(rest) < 2 or rest[1] not in MANAGEMENT[name]:
             die(f"matou {name}: unknown command: {' '.join(rest[:2])}\n"
                 f"Commands: {', '.join(sorted(MANAGEMENT[name]))}", 1)
+        prog = f"matou {name} {rest[1]}"
         name, rest = MANAGEMENT[name][rest[1]], rest[1:]
+    else:
+        prog = f"matou {name}"
     if name not in COMMANDS:
         die(f"matou: '{name}' is not a matou command.\nSee 'matou --help'", 1)
     fn, add, help_ = COMMANDS[name]
-    sub = argparse.ArgumentParser(prog=f"matou {rest[0]}", description=help_,
-                                  add_help=name not in ("run", "create"))
-    if name in ("run", "create"):
-        sub.add_argument("--help", action="help")
+    sub = Parser(prog=prog, description=help_)
     add(sub)
     args = sub.parse_args(rest[1:])
     from matou.client.transport import host_from_env, tls_from_env

@@ -2,8 +2,9 @@
 client certificates), version negotiation through /_ping, Docker's error shape turned into
 one exception, streamed bodies, and the hijacked connection of attach and exec.
 
-Only the standard library, and little of it (no http.client: it imports the email
-package; ssl only for TLS): `matou version` must start about as fast as a bare
+Only the standard library, and little of it: no http.client (it imports the email
+package), the C socket and JSON modules under socket and json (whose imports pull in re
+and enum), ssl only for TLS. `matou version` must start about as fast as a bare
 interpreter.
 
 May import: errors (and stdlib).
@@ -11,15 +12,16 @@ May import: errors (and stdlib).
 
 from __future__ import annotations
 
-import json
+import _socket
 import os
-import socket
-from collections.abc import Iterator
-from urllib.parse import quote, urlencode
+
+from matou.client import fastjson as json
 
 TYPE_CHECKING = False  # not typing's: the CLI starts faster
 if TYPE_CHECKING:
+    import socket
     import ssl
+    from collections.abc import Iterable, Iterator
     from typing import Any
 
 CLIENT_API = "1.50"
@@ -44,7 +46,7 @@ class Response:
     email package: a third of the CLI's start-up): status, headers, and a body read
     whole, in pieces, or as it streams (Content-Length, chunked, or to EOF)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket | _socket.socket) -> None:
         self.sock = sock
         self.buf = b""
         head = self._until(b"\r\n\r\n")
@@ -151,25 +153,31 @@ class Client:
 
     # -- connections ---------------------------------------------------------------------
 
-    def _connect(self, timeout: float | None = None) -> socket.socket:
+    def _connect(self, timeout: float | None = None) -> socket.socket | _socket.socket:
         t = timeout if timeout is not None else self.timeout
         if self.host.startswith("unix://"):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(t)
-            s.connect(self.host[len("unix://"):])
+            s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            try:
+                s.settimeout(t)
+                s.connect(self.host[len("unix://"):])
+            except OSError:
+                s.close()
+                raise
             return s
         if self.host.startswith(("tcp://", "http://", "https://")):
             hostport = self.host.split("://", 1)[1].rstrip("/")
             h, _, port = hostport.rpartition(":")
             h = h.strip("[]")
             tls = self.tls is not None or self.host.startswith("https://")
-            s = socket.create_connection((h, int(port or (2376 if tls else 2375))), timeout=t)
-            if tls:
-                import ssl
+            address = (h, int(port or (2376 if tls else 2375)))
+            if not tls:
+                return _tcp(address, t)
+            import socket
+            import ssl
 
-                ctx = self.tls or ssl.create_default_context()
-                s = ctx.wrap_socket(s, server_hostname=h)
-            return s
+            ctx = self.tls or ssl.create_default_context()
+            return ctx.wrap_socket(socket.create_connection(address, timeout=t),
+                                   server_hostname=h)
         raise Unreachable(f"unsupported host {self.host!r}: use unix:///PATH or tcp://HOST:PORT")
 
     def _send(self, method: str, path: str, body: bytes | None,
@@ -218,7 +226,7 @@ class Client:
         # unversioned unless negotiated: the daemon answers in its own newest version,
         # which saves the /_ping round trip on every command (docker pings first)
         prefix = f"/v{self.version}" if self.version else ""
-        return f"{prefix}{path}" + (f"?{urlencode(q, doseq=False)}" if q else "")
+        return f"{prefix}{path}" + (f"?{urlencode(q.items())}" if q else "")
 
     # -- requests ------------------------------------------------------------------------
 
@@ -265,7 +273,7 @@ class Client:
             yield json.loads(buf)
 
     def hijack(self, path: str, query: dict[str, Any] | None = None,
-               body: Any = None) -> socket.socket:
+               body: Any = None) -> socket.socket | _socket.socket:
         """POST with Connection: Upgrade and return the raw, bidirectional stream (attach,
         exec start). The head is read byte by byte: nothing of the stream is buffered."""
         data = json.dumps(body).encode() if body is not None else b""
@@ -303,6 +311,37 @@ class Client:
                 message = text.decode(errors="replace")
             raise ApiError(status, message)
         return s
+
+
+def _tcp(address: tuple[str, int], timeout: float | None) -> _socket.socket:
+    """socket.create_connection on the C module: each address in turn, the first that
+    answers."""
+    error: OSError = OSError(f"cannot resolve {address[0]}")
+    for family, kind, proto, _, where in _socket.getaddrinfo(*address, 0,
+                                                             _socket.SOCK_STREAM):
+        s = _socket.socket(family, kind, proto)
+        try:
+            s.settimeout(timeout)
+            s.connect(where)
+            return s
+        except OSError as e:
+            s.close()
+            error = e
+    raise error
+
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def quote(text: str, safe: str = "") -> str:
+    """Percent-encoding (urllib.parse's would import ipaddress and more: a tenth of the
+    CLI's start)."""
+    ok = _SAFE | frozenset(safe.encode())
+    return "".join(chr(b) if b in ok else f"%{b:02X}" for b in text.encode())
+
+
+def urlencode(pairs: Iterable[tuple[str, str]]) -> str:
+    return "&".join(f"{quote(k)}={quote(v)}" for k, v in pairs)
 
 
 def quote_ref(ref: str) -> str:
