@@ -151,6 +151,7 @@ def test_side_by_side_more(daemon: Daemon, busybox_archive: Path, tmp_path: Path
     d.docker("run", "-d", "--name", "box", "busybox", "sh", "-c",
              "echo made > /made; exec sleep 600")
     both(d, "system", "df")
+    both(d, "system", "df", "-v")
     both(d, "image", "inspect", "-f", "{{.Id}} {{.Os}}", "busybox")
     both(d, "history", "busybox")
     both(d, "diff", "box")
@@ -335,3 +336,63 @@ def test_side_by_side_registry(daemon: Daemon, busybox_archive: Path, tmp_path: 
         assert _norm(dout) == _norm(mout)
     finally:
         served.close()
+
+
+def test_side_by_side_usage_info_streams(daemon: Daemon, busybox_archive: Path) -> None:
+    """Bad command lines (docker's first line and exit code), `info` whole, and the
+    commands that stream: `logs -f` and `events` while things happen, then system prune."""
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    for argv in (["ps", "--bogus"], ["ps", "-x"], ["ps", "-n"], ["ps", "-n", "x"],
+                 ["rm"], ["logs"], ["version", "x"], ["rename", "a"], ["commit"], ["run"],
+                 ["exec", "x"], ["images", "a", "b", "c"], ["rm", "--force=maybe", "x"],
+                 ["container", "ls", "--bogus"], ["nosuchcommand"]):
+        got = []
+        for cli in ("docker", MATOU):
+            p = subprocess.run([cli, "-H", d.host, *argv], capture_output=True, text=True,
+                               timeout=60)
+            first = p.stderr.replace("docker", "matou").splitlines()[0]
+            got.append((first.replace(MATOU, "matou"), p.returncode))
+        assert got[0] == got[1], argv
+    client_version = re.compile(r"^ Version: .*$", re.M)
+    infos = [client_version.sub("", subprocess.run(
+        [cli, "-H", d.host, "info"], capture_output=True, text=True, timeout=60).stdout)
+        for cli in ("docker", MATOU)]
+    assert infos[0] == infos[1]
+    # logs -f and events follow what happens while they run
+    since = str(int(time.time()) - 1)
+    followers = {}
+    for cli in ("docker", MATOU):
+        followers[cli] = subprocess.Popen(
+            [cli, "-H", d.host, "events", "--since", since, "-f", "container=ticker",
+             "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"],
+            stdout=subprocess.PIPE, text=True)
+    d.docker("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
+             "for i in 1 2 3 4; do echo tick $i; sleep 0.3; done; echo done >&2")
+    logs = [subprocess.Popen([cli, "-H", d.host, "logs", "-f", "ticker"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for cli in ("docker", MATOU)]
+    try:
+        outs = [p.communicate(timeout=60) for p in logs]
+        assert outs[0] == outs[1] == ("tick 1\ntick 2\ntick 3\ntick 4\n", "done\n")
+        d.docker("rm", "ticker")
+        time.sleep(0.5)
+        for p in followers.values():
+            p.terminate()
+        events = [p.communicate(timeout=30)[0] for p in followers.values()]
+        assert events[0] == events[1]
+        assert "container destroy ticker" in events[1], events[1]
+    finally:
+        for p in [*logs, *followers.values()]:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    # system prune: stopped containers, unused networks, dangling images
+    for cli, prefix in (("docker", "d-"), (MATOU, "m-")):
+        d.docker("create", "--name", f"{prefix}stopped", "busybox", "true")
+        d.docker("network", "create", f"{prefix}unused")
+        p = subprocess.run([cli, "-H", d.host, "system", "prune", "-f"], capture_output=True,
+                           text=True, timeout=60)
+        got.append((IDS.sub("ID", p.stdout.replace(prefix, "")), p.returncode))
+    assert got[-2] == got[-1]
+    assert "unused" in got[-1][0]

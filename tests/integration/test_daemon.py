@@ -276,6 +276,34 @@ def test_volumes(daemon: Daemon, busybox_archive: Path, tmp_path: Path) -> None:
     assert daemon.docker("volume", "inspect", "data1", check=False).returncode != 0
 
 
+def test_system_df_counts_what_is_there(daemon: Daemon, busybox_archive: Path) -> None:
+    """/system/df: each image's containers and shared layers, each container's own
+    layer, each volume's bytes and users; `type` narrows it; /build/prune answers."""
+    daemon.docker("load", "-i", str(busybox_archive))
+    daemon.docker("tag", "busybox", "other:1")
+    daemon.docker("volume", "create", "dfvol")
+    daemon.docker("volume", "create", "idle")
+    daemon.docker("run", "--name", "writer", "-v", "dfvol:/v", "busybox", "sh", "-c",
+                  "head -c 50000 /dev/zero > /v/f; head -c 3000 /dev/zero > /mine")
+    status, body, _ = daemon.http("GET", "/system/df")
+    assert status == 200
+    df = json.loads(body)
+    (image,) = df["Images"]  # two names, one image
+    assert image["Containers"] == 1 and image["SharedSize"] == 0
+    assert df["LayersSize"] == image["Size"] > 0
+    (writer,) = df["Containers"]
+    assert writer["SizeRw"] >= 3000 and writer["SizeRootFs"] == writer["SizeRw"] + image["Size"]
+    usage = {v["Name"]: v["UsageData"] for v in df["Volumes"]}
+    assert usage["dfvol"] == {"Size": 50000, "RefCount": 1}
+    assert usage["idle"] == {"Size": 0, "RefCount": 0}
+    assert df["BuildCache"] == []
+    status, body, _ = daemon.http("GET", "/system/df?type=volume")
+    assert status == 200 and set(json.loads(body)) == {"Volumes"}
+    assert daemon.http("GET", "/system/df?type=bogus")[0] == 400
+    status, body, _ = daemon.http("POST", "/build/prune")
+    assert (status, json.loads(body)) == (200, {"CachesDeleted": [], "SpaceReclaimed": 0})
+
+
 def test_stats(daemon: Daemon, busybox_archive: Path) -> None:
     daemon.docker("load", "-i", str(busybox_archive))
     daemon.docker("run", "-d", "--name", "burn", "-m", "64m", "busybox", "sh", "-c",

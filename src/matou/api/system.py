@@ -1,9 +1,10 @@
-"""System endpoints: /_ping, /version, /info, /events, /system/df."""
+"""System endpoints: /_ping, /version, /info, /events, /system/df, /build/prune."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 
 from aiohttp import web
@@ -11,7 +12,7 @@ from aiohttp import web
 from matou import __version__
 from matou.api.server import MAX_API, MIN_API, engine_of, filters, json_response, version_text
 from matou.engine.events import Event
-from matou.errors import InvalidArgument
+from matou.errors import InvalidArgument, MatouError
 from matou.oci import timestamps
 
 
@@ -137,18 +138,86 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def df(request: web.Request) -> web.StreamResponse:
+    """`docker system df`: images with the containers using each, containers with their
+    own layer's size, volumes with their size and reference count; `type` narrows it."""
+    import asyncio
+    from collections import Counter
+
+    from matou.api.containers import _summary
     from matou.api.images import summary
+    from matou.engine import containers as ctrs
+    from matou.oci.image import chain_ids
 
     e = engine_of(request)
-    images = await e.images.all()
-    return json_response({
-        "LayersSize": sum(i.size for i in images),
-        "Images": [summary(i, 0) for i in images],
-        "Containers": [], "Volumes": [], "BuildCache": [],
-    })
+    kinds = set(request.query.getall("type", [])) or {"container", "image", "volume",
+                                                        "build-cache"}
+    unknown = kinds - {"container", "image", "volume", "build-cache"}
+    if unknown:
+        raise InvalidArgument(f"unknown object type: {sorted(unknown)[0]}")
+    everyone = e.containers.all()
+    out: dict[str, object] = {}
+    if "image" in kinds:
+        images = await e.images.all()
+        users = Counter(c.r["Image"] for c in everyone)
+        layers = {i.id: list(zip(chain_ids(i.config.rootfs_diff_ids), i.layer_sizes,
+                                 strict=False)) for i in images}
+        holders = Counter(chain for pairs in layers.values() for chain, _ in pairs)
+        sizes = dict(pair for pairs in layers.values() for pair in pairs)
+        out["LayersSize"] = sum(sizes.values())  # a layer shared by images counts once
+        out["Images"] = [summary(i, users.get(str(i.id), 0)) | {"SharedSize": sum(
+            size for chain, size in layers[i.id] if holders[chain] > 1)} for i in images]
+    if "container" in kinds:
+        listed = []
+        for c in everyone:
+            item = _summary(e, c)
+            item["SizeRw"] = await asyncio.to_thread(ctrs.rw_size, e.containers, c)
+            try:
+                base = (await asyncio.to_thread(e.images.store.get, c.r["Image"])).size
+            except MatouError:
+                base = 0
+            item["SizeRootFs"] = item["SizeRw"] + base
+            listed.append(item)
+        out["Containers"] = listed
+    if "volume" in kinds:
+        refs = Counter(m["Name"] for c in everyone for m in c.r.get("Mounts") or []
+                       if m["Type"] == "volume")
+        volumes = []
+        for v in e.volumes.all():
+            size = await asyncio.to_thread(_tree_size, str(v["Mountpoint"]))
+            volumes.append({k: v[k] for k in ("Name", "Driver", "Mountpoint", "CreatedAt",
+                                              "Labels", "Options", "Scope")} |
+                           {"UsageData": {"Size": size, "RefCount": refs.get(str(v["Name"]),
+                                                                               0)}})
+        out["Volumes"] = volumes
+    if "build-cache" in kinds:
+        out["BuildCache"] = []  # matou builds no images, so it caches no build steps
+    return json_response(out)
+
+
+def _tree_size(path: str) -> int:
+    """The bytes of the files under ``path`` (each inode once), not following links."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size if not os.path.isdir(os.path.join(root, name)) else 0
+    return total
+
+
+async def build_prune(request: web.Request) -> web.StreamResponse:
+    """`docker builder prune` and the last step of `docker system prune`: matou builds no
+    images, so there is never a build cache to delete."""
+    return json_response({"CachesDeleted": [], "SpaceReclaimed": 0})
 
 
 ROUTES = [
     ("GET", "/_ping", ping), ("HEAD", "/_ping", ping), ("GET", "/version", version),
     ("GET", "/info", info), ("GET", "/events", events), ("GET", "/system/df", df),
+    ("POST", "/build/prune", build_prune),
 ]

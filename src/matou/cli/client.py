@@ -113,15 +113,76 @@ def info(c: Client, a: Args) -> int:
     if a.format:
         print(fmt.render(a.format, i))
         return 0
-    print(f"Server:\n Containers: {i.get('Containers')}\n  Running: {i.get('ContainersRunning')}"
-          f"\n  Paused: {i.get('ContainersPaused')}\n  Stopped: {i.get('ContainersStopped')}"
-          f"\n Images: {i.get('Images')}\n Server Version: {i.get('ServerVersion')}"
-          f"\n Storage Driver: {i.get('Driver')}\n Logging Driver: {i.get('LoggingDriver')}"
-          f"\n Kernel Version: {i.get('KernelVersion')}\n Operating System: "
-          f"{i.get('OperatingSystem')}\n CPUs: {i.get('NCPU')}\n Total Memory: "
-          f"{fmt.human_size(i.get('MemTotal') or 0)}\n Name: {i.get('Name')}\n ID: "
-          f"{i.get('ID')}\n Docker Root Dir: {i.get('DockerRootDir')}")
+    from matou import __version__
+
+    print(f"Client:\n Version:    {__version__}\n Context:    default\n Debug Mode: false\n")
+    print("\n".join(_server_info(i)) + "\n")
+    for warning in i.get("Warnings") or []:
+        print(warning, file=sys.stderr)
     return 0
+
+
+def _server_info(i: dict[str, Any]) -> list[str]:
+    """docker info's Server section, line for line as the docker CLI lays it out."""
+    def flag(key: str) -> str:
+        return "true" if i.get(key) else "false"
+
+    def commit(key: str) -> str:
+        return str((i.get(key) or {}).get("ID") or "")
+
+    plugins = i.get("Plugins") or {}
+    out = ["Server:", f" Containers: {i.get('Containers')}",
+           f"  Running: {i.get('ContainersRunning')}",
+           f"  Paused: {i.get('ContainersPaused')}",
+           f"  Stopped: {i.get('ContainersStopped')}",
+           f" Images: {i.get('Images')}",
+           f" Server Version: {i.get('ServerVersion')}",
+           f" Storage Driver: {i.get('Driver')}"]
+    out += [f"  {k}: {v}" for k, v in i.get("DriverStatus") or []]
+    out += [f" Logging Driver: {i.get('LoggingDriver')}",
+            f" Cgroup Driver: {i.get('CgroupDriver')}",
+            f" Cgroup Version: {i.get('CgroupVersion')}",
+            " Plugins:"]
+    out += [f"  {kind}: {' '.join(plugins[kind])}" for kind in
+            ("Volume", "Network", "Authorization", "Log") if plugins.get(kind)]
+    out += [f" Swarm: {(i.get('Swarm') or {}).get('LocalNodeState') or 'inactive'}",
+            f" Runtimes: {' '.join(sorted(i.get('Runtimes') or {}))}",
+            f" Default Runtime: {i.get('DefaultRuntime')}",
+            f" Init Binary: {i.get('InitBinary') or ''}",
+            f" containerd version: {commit('ContainerdCommit')}",
+            f" runc version: {commit('RuncCommit')}",
+            f" init version: {commit('InitCommit')}"]
+    if i.get("SecurityOptions"):
+        out.append(" Security Options:")
+        for opt in i["SecurityOptions"]:
+            fields = dict(kv.partition("=")[::2] for kv in opt.split(","))
+            out.append(f"  {fields.pop('name', opt)}")
+            out += [f"   {k.title()}: {v}" for k, v in fields.items()]
+    out += [f" Kernel Version: {i.get('KernelVersion')}",
+            f" Operating System: {i.get('OperatingSystem')}",
+            f" OSType: {i.get('OSType')}",
+            f" Architecture: {i.get('Architecture')}",
+            f" CPUs: {i.get('NCPU')}",
+            f" Total Memory: {_bin_size(i.get('MemTotal') or 0)}",
+            f" Name: {i.get('Name')}",
+            f" ID: {i.get('ID')}",
+            f" Docker Root Dir: {i.get('DockerRootDir')}",
+            f" Debug Mode: {flag('Debug')}"]
+    out += [f" {name}: {i[key]}" for name, key in (("HTTP Proxy", "HttpProxy"),
+                                                   ("HTTPS Proxy", "HttpsProxy"),
+                                                   ("No Proxy", "NoProxy")) if i.get(key)]
+    if i.get("Labels"):
+        out += [" Labels:", *(f"  {label}" for label in i["Labels"])]
+    out.append(f" Experimental: {flag('ExperimentalBuild')}")
+    registries = i.get("RegistryConfig") or {}
+    insecure = [name for name, index in sorted((registries.get("IndexConfigs") or {}).items())
+                if not index.get("Secure")] + list(registries.get("InsecureRegistryCIDRs") or [])
+    if insecure:
+        out += [" Insecure Registries:", *(f"  {r}" for r in insecure)]
+    if registries.get("Mirrors"):
+        out += [" Registry Mirrors:", *(f"  {m}" for m in registries["Mirrors"])]
+    out.append(f" Live Restore Enabled: {flag('LiveRestoreEnabled')}")
+    return out
 
 
 # -- containers: listing and inspecting ----------------------------------------------------
@@ -1120,19 +1181,59 @@ def _confirm(a: Args, what: str) -> bool:
     return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
-def _reclaimed(n: int) -> None:
-    print(f"Total reclaimed space: {fmt.human_size(n)}")
+def _pruned(space: int, output: str, total: bool = True) -> int:
+    """What a prune command prints: its report, then the space it freed (docker's
+    layout: the report and a blank line, then the total)."""
+    if output:
+        print(output)
+    if total:
+        print(f"Total reclaimed space: {fmt.human_size(space)}")
+    return 0
+
+
+def _deleted(title: str, items: list[str]) -> str:
+    return f"{title}:\n" + "".join(f"{x}\n" for x in items) if items else ""
+
+
+def _prune_containers(c: Client, a: Args) -> tuple[int, str]:
+    r = c.json("POST", "/containers/prune", {"filters": _filters(a.filter)})
+    return (r.get("SpaceReclaimed") or 0,
+            _deleted("Deleted Containers", r.get("ContainersDeleted") or []))
+
+
+def _prune_images(c: Client, a: Args) -> tuple[int, str]:
+    f = _filters(a.filter) or {}
+    f["dangling"] = ["false" if a.all else "true"]
+    r = c.json("POST", "/images/prune", {"filters": f})
+    lines = [f"{k.lower()}: {v}" for d in r.get("ImagesDeleted") or [] for k, v in d.items()]
+    return r.get("SpaceReclaimed") or 0, _deleted("Deleted Images", lines)
+
+
+def _prune_volumes(c: Client, a: Args) -> tuple[int, str]:
+    f = _filters(a.filter) or {}
+    if a.all:
+        f["all"] = ["true"]
+    r = c.json("POST", "/volumes/prune", {"filters": f or None})
+    return (r.get("SpaceReclaimed") or 0,
+            _deleted("Deleted Volumes", r.get("VolumesDeleted") or []))
+
+
+def _prune_networks(c: Client, a: Args) -> tuple[int, str]:
+    r = c.json("POST", "/networks/prune", {"filters": _filters(a.filter)})
+    return 0, _deleted("Deleted Networks", r.get("NetworksDeleted") or [])
+
+
+def _prune_build_cache(c: Client, a: Args) -> tuple[int, str]:
+    r = c.json("POST", "/build/prune", {"all": a.all, "filters": _filters(a.filter)})
+    return (r.get("SpaceReclaimed") or 0,
+            _deleted("Deleted build cache objects", r.get("CachesDeleted") or []))
 
 
 @command("container-prune", "Remove all stopped containers")(_prune_args)
 def container_prune(c: Client, a: Args) -> int:
     if not _confirm(a, "all stopped containers"):
         return 0
-    r = c.json("POST", "/containers/prune", {"filters": _filters(a.filter)})
-    if r.get("ContainersDeleted"):
-        print("Deleted Containers:\n" + "\n".join(r["ContainersDeleted"]) + "\n")
-    _reclaimed(r.get("SpaceReclaimed") or 0)
-    return 0
+    return _pruned(*_prune_containers(c, a))
 
 
 @command("image-prune", "Remove unused images")(_prune_args)
@@ -1140,18 +1241,7 @@ def image_prune(c: Client, a: Args) -> int:
     if not _confirm(a, "all dangling images" if not a.all else
                     "all images without at least one container associated to them"):
         return 0
-    f = _filters(a.filter) or {}
-    f["dangling"] = ["false" if a.all else "true"]
-    r = c.json("POST", "/images/prune", {"filters": f})
-    deleted = r.get("ImagesDeleted") or []
-    if deleted:
-        print("Deleted Images:")
-        for d in deleted:
-            for k, v in d.items():
-                print(f"{k.lower()}: {v}")
-        print()
-    _reclaimed(r.get("SpaceReclaimed") or 0)
-    return 0
+    return _pruned(*_prune_images(c, a))
 
 
 @command("volume-prune", "Remove unused local volumes")(_prune_args)
@@ -1159,37 +1249,28 @@ def volume_prune(c: Client, a: Args) -> int:
     if not _confirm(a, "anonymous local volumes not used by at least one container"
                     if not a.all else "all local volumes not used by at least one container"):
         return 0
-    f = _filters(a.filter) or {}
-    if a.all:
-        f["all"] = ["true"]
-    r = c.json("POST", "/volumes/prune", {"filters": f or None})
-    if r.get("VolumesDeleted"):
-        print("Deleted Volumes:\n" + "\n".join(r["VolumesDeleted"]) + "\n")
-    _reclaimed(r.get("SpaceReclaimed") or 0)
-    return 0
+    return _pruned(*_prune_volumes(c, a))
 
 
 @command("network-prune", "Remove all unused networks")(_prune_args)
 def network_prune(c: Client, a: Args) -> int:
     if not _confirm(a, "all custom networks not used by at least one container"):
         return 0
-    r = c.json("POST", "/networks/prune", {"filters": _filters(a.filter)})
-    if r.get("NetworksDeleted"):
-        print("Deleted Networks:\n" + "\n".join(r["NetworksDeleted"]))
-    return 0
+    return _pruned(*_prune_networks(c, a), total=False)
 
 
 @command("system-prune", "Remove unused data")(_prune_args)
 def system_prune(c: Client, a: Args) -> int:
     if not _confirm(a, "all stopped containers, unused networks and dangling images"):
         return 0
-    a.force = True
-    container_prune(c, a)
-    network_prune(c, a)
-    if a.volumes:
-        volume_prune(c, a)
-    image_prune(c, a)
-    return 0
+    space = 0
+    for prune in (_prune_containers, _prune_networks, *((_prune_volumes,) if a.volumes
+                                                         else ()),
+                  _prune_images, _prune_build_cache):
+        freed, output = prune(c, a)
+        space += freed
+        _pruned(0, output, total=False)
+    return _pruned(space, "")
 
 
 def _df_args(p: Parser) -> None:
@@ -1208,13 +1289,16 @@ def system_df(c: Client, a: Args) -> int:
     d = c.json("GET", "/system/df")
     imgs, ctrs = d.get("Images") or [], d.get("Containers") or []
     vols = d.get("Volumes") or []
+    layers = d.get("LayersSize") or 0
+    used = sum(i.get("Size", 0) - i.get("SharedSize", 0) for i in imgs
+               if i.get("Containers") and i.get("SharedSize", -1) >= 0)
+    volume_sizes = [((v.get("UsageData") or {}).get("Size") or 0,
+                     (v.get("UsageData") or {}).get("RefCount") or 0) for v in vols]
     rows = [
         {"Type": "Images", "TotalCount": str(len(imgs)),
          "Active": str(sum(1 for i in imgs if (i.get("Containers") or 0) > 0)),
-         "Size": fmt.human_size(sum(i.get("Size", 0) for i in imgs), 4),
-         "Reclaimable": _share(sum(i.get("Size", 0) for i in imgs
-                                   if not i.get("Containers")),
-                               sum(i.get("Size", 0) for i in imgs))},
+         "Size": fmt.human_size(layers, 4),
+         "Reclaimable": _share(layers - used, layers)},
         {"Type": "Containers", "TotalCount": str(len(ctrs)),
          "Active": str(sum(1 for x in ctrs if x.get("State") == "running")),
          "Size": fmt.human_size(sum(x.get("SizeRw") or 0 for x in ctrs), 4),
@@ -1222,19 +1306,57 @@ def system_df(c: Client, a: Args) -> int:
                                    if x.get("State") != "running"),
                                sum(x.get("SizeRw") or 0 for x in ctrs))},
         {"Type": "Local Volumes", "TotalCount": str(len(vols)),
-         "Active": str(sum(1 for v in vols if ((v.get("UsageData") or {}).get("RefCount")
-                                               or 0) > 0)),
-         "Size": fmt.human_size(sum(max((v.get("UsageData") or {}).get("Size") or 0, 0)
-                                    for v in vols)),
-         "Reclaimable": "0B"},
+         "Active": str(sum(1 for _, refs in volume_sizes if refs > 0)),
+         "Size": fmt.human_size(sum(max(size, 0) for size, _ in volume_sizes), 4),
+         "Reclaimable": _share(sum(size for size, refs in volume_sizes if refs == 0),
+                               sum(max(size, 0) for size, _ in volume_sizes))},
         {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B",
          "Reclaimable": "0B"}]
+    if a.verbose and not a.format:
+        sys.stdout.write(_df_verbose(imgs, ctrs, vols))
+        return 0
     sys.stdout.write(fmt.formatted(
         a.format or "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t"
                     "{{.Reclaimable}}", rows,
         {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
          "Reclaimable": "RECLAIMABLE"}))
     return 0
+
+
+def _df_verbose(imgs: list[dict[str, Any]], ctrs: list[dict[str, Any]],
+                vols: list[dict[str, Any]]) -> str:
+    """`system df -v`: the images, containers, volumes and build cache, one table each."""
+    def shared(i: dict[str, Any]) -> tuple[str, str]:
+        if i.get("SharedSize", -1) < 0:
+            return "N/A", "N/A"
+        return (fmt.human_size(i["SharedSize"], 4),
+                fmt.human_size(i.get("Size", 0) - i["SharedSize"], 4))
+
+    image_rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE",
+                   "UNIQUE SIZE", "CONTAINERS"]]
+    for i in imgs:  # an image once, under its first name (as docker shows it)
+        repo, _, tag = (i.get("RepoTags") or ["<none>:<none>"])[0].rpartition(":")
+        image_rows.append([repo, tag, i["Id"].split(":", 1)[-1][:12],
+                           fmt.ago(i.get("Created", 0)), fmt.human_size(i.get("Size", 0)),
+                           *shared(i), str(i.get("Containers", 0))])
+    container_rows = [["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED",
+                       "STATUS", "NAMES"]]
+    for x in ctrs:
+        row = _ps_row(x, False)
+        volumes = sum(1 for m in x.get("Mounts") or [] if m.get("Type") == "volume")
+        container_rows.append([row["ID"], row["Image"], row["Command"], str(volumes),
+                               fmt.human_size(x.get("SizeRw") or 0, 4), row["RunningFor"],
+                               row["Status"], row["Names"]])
+    volume_rows = [["VOLUME NAME", "LINKS", "SIZE"]] + [
+        [v["Name"], str((v.get("UsageData") or {}).get("RefCount") or 0),
+         fmt.human_size(max((v.get("UsageData") or {}).get("Size") or 0, 0), 4)]
+        for v in vols]
+    return ("Images space usage:\n\n" + fmt.table(image_rows) +
+            "\nContainers space usage:\n\n" + fmt.table(container_rows) +
+            "\nLocal Volumes space usage:\n\n" + fmt.table(volume_rows) +
+            "\nBuild cache usage: 0B\n\n" +
+            fmt.table([["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE",
+                        "SHARED"]]))
 
 
 def _events_args(p: Parser) -> None:
@@ -1638,15 +1760,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name = rest[0]
     if name in MANAGEMENT:
-        if len(rest) < 2 or rest[1] not in MANAGEMENT[name]:
-            die(f"matou {name}: unknown command: {' '.join(rest[:2])}\n"
-                f"Commands: {', '.join(sorted(MANAGEMENT[name]))}", 1)
+        if len(rest) < 2:
+            print(f"Usage:  matou {name} COMMAND\n\nCommands:\n" + "".join(
+                f"  {verb:<12}{COMMANDS[short][2]}\n"
+                for verb, short in sorted(MANAGEMENT[name].items())) +
+                f"\nRun 'matou {name} COMMAND --help' for more information on a command.")
+            return 0
+        if rest[1] not in MANAGEMENT[name]:
+            die(f"matou: unknown command: matou {name} {rest[1]}\n\nUsage:  matou {name}\n\n"
+                f"Run 'matou {name} --help' for more information", 1)
         prog = f"matou {name} {rest[1]}"
         name, rest = MANAGEMENT[name][rest[1]], rest[1:]
     else:
         prog = f"matou {name}"
     if name not in COMMANDS:
-        die(f"matou: '{name}' is not a matou command.\nSee 'matou --help'", 1)
+        die(f"matou: unknown command: matou {name}\n\nRun 'matou --help' for more "
+            "information", 1)
     fn, add, help_ = COMMANDS[name]
     sub = Parser(prog=prog, description=help_)
     add(sub)
