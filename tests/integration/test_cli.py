@@ -373,20 +373,20 @@ def test_side_by_side_usage_info_streams(daemon: Daemon, busybox_archive: Path) 
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for cli in ("docker", MATOU)]
     try:
-        outs = [p.communicate(timeout=60) for p in logs]
+        outs = [f.communicate(timeout=60) for f in logs]
         assert outs[0] == outs[1] == ("tick 1\ntick 2\ntick 3\ntick 4\n", "done\n")
         d.docker("rm", "ticker")
         time.sleep(0.5)
-        for p in followers.values():
-            p.terminate()
-        events = [p.communicate(timeout=30)[0] for p in followers.values()]
+        for follower in followers.values():
+            follower.terminate()
+        events = [f.communicate(timeout=30)[0] for f in followers.values()]
         assert events[0] == events[1]
         assert "container destroy ticker" in events[1], events[1]
     finally:
-        for p in [*logs, *followers.values()]:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        for proc in [*logs, *followers.values()]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     # system prune: stopped containers, unused networks, dangling images
     for cli, prefix in (("docker", "d-"), (MATOU, "m-")):
         d.docker("create", "--name", f"{prefix}stopped", "busybox", "true")
