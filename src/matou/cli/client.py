@@ -636,7 +636,7 @@ def _create(c: Client, a: Args) -> str:
     except ApiError as e:
         if e.status == 404 and "No such image" in e.message:
             print(f"Unable to find image '{a.image}' locally", file=sys.stderr)
-            pull_image(c, a.image)
+            pull_image(c, a.image, sys.stderr)  # as docker: the progress on stderr
             r = c.json("POST", "/containers/create", {"name": a.name}, config)
         else:
             raise
@@ -693,15 +693,91 @@ def _auth_header(ref: str) -> dict[str, str]:
     return {"X-Registry-Auth": base64.urlsafe_b64encode(blob).decode()}
 
 
-def pull_image(c: Client, ref: str) -> None:
+def pull_image(c: Client, ref: str, out: Any = None) -> None:
     name, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
     r = c.request("POST", "/images/create", {"fromImage": name, "tag": tag}, stream=True,
                   headers=_auth_header(ref))
+    show_progress(c, r, out or sys.stdout)
+
+
+def show_progress(c: Client, r: Any, out: Any) -> None:
+    """A progress stream (pull, push, load) as the docker CLI shows it: on a terminal each
+    layer keeps a line of its own, rewritten in place with a bar; elsewhere one line per
+    status and no bars. An error in the stream ends the command."""
+    tty = out.isatty()
+    try:
+        width = os.get_terminal_size(out.fileno()).columns if tty else 0
+    except OSError:
+        width = 80
+    lines: dict[str, int] = {}
     for msg in c.json_stream(r):
-        if msg.get("error"):
-            raise ApiError(500, msg["error"])
-        if msg.get("status") and not msg.get("progressDetail"):
-            print(f"{str(msg['id']) + ': ' if msg.get('id') else ''}{msg['status']}")
+        if msg.get("error") or msg.get("errorDetail"):
+            raise ApiError(500, msg.get("error") or msg["errorDetail"].get("message", ""))
+        if "aux" in msg:
+            continue
+        ident = str(msg.get("id") or "")
+        moved = 0
+        if ident and ("progressDetail" in msg or msg.get("progress")):
+            if ident not in lines:  # a new layer: a new line at the bottom
+                lines[ident] = len(lines)
+                if tty:
+                    out.write("\n")
+            moved = len(lines) - lines[ident]
+            if tty:
+                out.write(f"\x1b[{moved}A")
+        else:
+            lines = {}  # anything else ends the block of layer lines
+        _show_message(msg, tty, width, out)
+        if ident and tty and moved:
+            out.write(f"\x1b[{moved}B")
+        out.flush()
+
+
+def _show_message(msg: dict[str, Any], tty: bool, width: int, out: Any) -> None:
+    detail = msg.get("progressDetail")
+    bar = _progress_bar(detail, width) if isinstance(detail, dict) else ""
+    end = ""
+    if tty and not msg.get("stream") and detail is not None:
+        out.write("\x1b[2K\r")
+        end = "\r"
+    elif bar:
+        return  # progress bars only on a terminal
+    if msg.get("id"):
+        out.write(f"{msg['id']}: ")
+    status = msg.get("status", "")
+    if detail is not None and tty:
+        out.write(f"{status} {bar}{end}")
+    elif msg.get("progress"):
+        out.write(f"{status} {msg['progress']}{end}")
+    elif msg.get("stream"):
+        out.write(f"{msg['stream']}{end}")
+    else:
+        out.write(f"{status}{end}\n")
+
+
+def _progress_bar(detail: dict[str, Any], width: int) -> str:
+    """docker's JSONProgress.String: a 50-column bar on wide terminals, then the bytes."""
+    current, total = detail.get("current") or 0, detail.get("total") or 0
+    if current <= 0 and total <= 0:
+        return ""
+    if total <= 0:
+        return f"{fmt.human_size(current, 4):>8}"
+    half = min(int(current / total * 100) // 2, 50)
+    box = f"[{'=' * half}>{' ' * (50 - half)}] " if width > 110 else ""
+    numbers = f"{fmt.human_size(current, 4):>8}/{fmt.human_size(total, 4)}" \
+        if current <= total else f"{fmt.human_size(current, 4):>8}"
+    left = ""
+    if detail.get("start") and half < 50:
+        per_byte = (time.time() - detail["start"]) / current
+        left = " " + _go_duration(round((total - current) * per_byte))
+    return box + numbers + left
+
+
+def _go_duration(seconds: int) -> str:
+    """Go's Duration.String for whole seconds: 45s, 3m5s, 1h2m3s."""
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return (f"{h}h{m}m{s}s" if h else f"{m}m{s}s" if m else f"{s}s")
 
 
 @command("create", "Create a new container")(lambda p: _run_args(p, create_only=True))
@@ -1495,8 +1571,25 @@ def _pull_args(p: Parser) -> None:
 
 @command("pull", "Download an image from a registry")(_pull_args)
 def pull(c: Client, a: Args) -> int:
-    pull_image(c, a.image)
+    tagged = ":" in a.image.rsplit("/", 1)[-1] or "@" in a.image
+    ref = a.image if tagged else f"{a.image}:latest"
+    if a.quiet:
+        with open(os.devnull, "w") as quiet:
+            pull_image(c, ref, quiet)
+    else:
+        if not tagged:
+            print("Using default tag: latest")
+        pull_image(c, ref)
+    print(_canonical(ref))
     return 0
+
+
+def _canonical(ref: str) -> str:
+    """The full name docker prints after a pull: docker.io/library/busybox:latest."""
+    first, slash, _ = ref.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return ref
+    return f"docker.io/{ref}" if slash else f"docker.io/library/{ref}"
 
 
 @command("push", "Upload an image to a registry")(_pull_args)
@@ -1505,11 +1598,12 @@ def push(c: Client, a: Args) -> int:
         a.image, "", "")
     r = c.request("POST", f"/images/{name}/push", {"tag": tag or None}, stream=True,
                   headers=_auth_header(a.image))
-    for msg in c.json_stream(r):
-        if msg.get("error"):
-            die(msg["error"], 1)
-        if msg.get("status") and not a.quiet:
-            print(f"{str(msg['id']) + ': ' if msg.get('id') else ''}{msg['status']}")
+    try:
+        show_progress(c, r, open(os.devnull, "w") if a.quiet else sys.stdout)  # noqa: SIM115
+    except ApiError as e:
+        die(e.message, 1)
+    if a.quiet:
+        print(a.image)
     return 0
 
 

@@ -86,10 +86,11 @@ async def pull(store: ImageStore, text: str, emit: Emit, creds: Credentials | No
                                                              strict=True)]
         extracted: dict[int, str] = {}
 
+        present = {x.digest for x in doc.layers if store.content.exists(x.digest)}
+
         async def fetch(i: int, layer: oci.Descriptor) -> None:
             short = layer.digest.short
-            if store.content.exists(layer.digest):
-                await emit({"status": "Already exists", "id": short})
+            if layer.digest in present:
                 return
             async with sem:
                 await _download(store, reg, ref.path, layer, emit)
@@ -100,7 +101,8 @@ async def pull(store: ImageStore, text: str, emit: Emit, creds: Credentials | No
                 extracted[i] = key
 
         for layer in doc.layers:
-            await emit({"status": "Pulling fs layer", "id": layer.digest.short})
+            await emit({"status": "Already exists" if layer.digest in present else
+                        "Pulling fs layer", "id": layer.digest.short, "progressDetail": {}})
         try:
             await asyncio.gather(*(fetch(i, x) for i, x in enumerate(doc.layers)))
             tags = [str(ref)] if not ref.digest else []
@@ -110,8 +112,9 @@ async def pull(store: ImageStore, text: str, emit: Emit, creds: Credentials | No
             await asyncio.to_thread(store.discard, list(extracted.values()))
             raise
         for layer in doc.layers:
-            await emit({"status": "Pull complete", "id": layer.digest.short,
-                        "progressDetail": {}})
+            if layer.digest not in present:
+                await emit({"status": "Pull complete", "id": layer.digest.short,
+                            "progressDetail": {}})
         await emit({"status": f"Digest: {top}"})
         return str(img.id)
     finally:
@@ -142,7 +145,8 @@ async def _download(store: ImageStore, reg: Registry, repo: str, layer: oci.Desc
                 attempts += 1
                 if attempts > 5 or (done == 0 and attempts > 2):
                     raise FailedPrecondition(f"download of {layer.digest}: {e}") from e
-                await emit({"status": f"Retrying in {attempts} seconds", "id": short})
+                await emit({"status": f"Retrying in {attempts} seconds", "id": short,
+                            "progressDetail": {}})
                 await asyncio.sleep(attempts)
         await emit({"status": "Verifying Checksum", "id": short, "progressDetail": {}})
         await asyncio.to_thread(w.commit)
