@@ -3,6 +3,7 @@ same thing (ages normalised) and end with the same exit codes."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -346,7 +347,9 @@ def test_side_by_side_usage_info_streams(daemon: Daemon, busybox_archive: Path) 
     for argv in (["ps", "--bogus"], ["ps", "-x"], ["ps", "-n"], ["ps", "-n", "x"],
                  ["rm"], ["logs"], ["version", "x"], ["rename", "a"], ["commit"], ["run"],
                  ["exec", "x"], ["images", "a", "b", "c"], ["rm", "--force=maybe", "x"],
-                 ["container", "ls", "--bogus"], ["nosuchcommand"]):
+                 ["container", "ls", "--bogus"], ["nosuchcommand"],
+                 ["run", "--ipc", "bogus", "busybox", "true"],
+                 ["create", "--ipc", "bogus", "busybox", "true"]):
         got = []
         for cli in ("docker", MATOU):
             p = subprocess.run([cli, "-H", d.host, *argv], capture_output=True, text=True,
@@ -444,3 +447,50 @@ def test_pull_and_push_progress_as_docker_draws_it(daemon: Daemon, tmp_path: Pat
             [redraws.sub("", x) for x in drawn[MATOU]]
     finally:
         served.close()
+
+
+RUN_FLAGS = [
+    "-e", "A=1", "-w", "/tmp", "-u", "1:2", "-h", "hn", "--domainname", "dn",
+    "--entrypoint", "sh", "-l", "a=b", "--label", "c=d", "--stop-signal", "SIGUSR1",
+    "--stop-timeout", "3", "--expose", "90", "-p", "127.0.0.1:8080:80", "-P",
+    "-v", "/anon", "-v", "named:/named:ro", "--tmpfs", "/run:size=1m",
+    "--mount", "type=tmpfs,target=/t,tmpfs-size=1m,tmpfs-mode=1770",
+    "--mount", "type=volume,source=mv,target=/mv,readonly,volume-nocopy",
+    "--ulimit", "nofile=123:456", "--device", "/dev/zero:/dev/myzero:r",
+    "--sysctl", "net.ipv4.ip_forward=1", "--dns", "10.0.0.1", "--dns-search", "example.test",
+    "--dns-option", "ndots:2", "--add-host", "x:1.2.3.4", "--health-cmd", "true",
+    "--health-interval", "1s", "--health-retries", "2", "--health-timeout", "2s",
+    "--health-start-period", "3s", "--shm-size", "32m", "-m", "100m", "--memory-swap", "200m",
+    "--memory-reservation", "50m", "--cpu-shares", "512", "--cpuset-cpus", "0", "--cpus", "1.5",
+    "--pids-limit", "50", "--oom-score-adj", "100", "--group-add", "10", "--cap-add",
+    "NET_ADMIN", "--cap-drop", "MKNOD", "--read-only", "--security-opt", "no-new-privileges",
+    "--init", "--restart", "on-failure:3", "--ipc", "shareable", "--log-opt", "max-size=1m",
+    "-i", "-t"]
+
+
+def test_run_flags_make_the_same_container(daemon: Daemon, busybox_archive: Path) -> None:
+    """`create` with the flags users reach for, by both CLIs: the daemon must be asked for
+    the same container (Config and HostConfig compared field by field)."""
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    seen = []
+    for cli, prefix in (("docker", "d-"), (MATOU, "m-")):
+        subprocess.run([cli, "-H", d.host, "create", "--name", f"{prefix}flags", *RUN_FLAGS,
+                        "busybox", "-c", "true"], check=True, capture_output=True,
+                       timeout=60)
+        record = json.loads(d.docker("inspect", f"{prefix}flags").stdout)[0]
+        seen.append(record)
+    for part, keys in (
+            ("Config", ["Hostname", "Domainname", "User", "Env", "Cmd", "Entrypoint",
+                        "WorkingDir", "Labels", "StopSignal", "StopTimeout", "Healthcheck",
+                        "ExposedPorts", "Volumes", "Tty", "OpenStdin", "StdinOnce",
+                        "AttachStdin", "AttachStdout", "AttachStderr"]),
+            ("HostConfig", ["Binds", "PortBindings", "PublishAllPorts", "Tmpfs", "Mounts",
+                            "Ulimits", "Devices", "Sysctls", "Dns", "DnsSearch",
+                            "DnsOptions", "ExtraHosts", "ShmSize", "Memory", "MemorySwap",
+                            "MemoryReservation", "CpuShares", "CpusetCpus", "NanoCpus",
+                            "PidsLimit", "OomScoreAdj", "GroupAdd", "CapAdd", "CapDrop",
+                            "ReadonlyRootfs", "SecurityOpt", "Init", "RestartPolicy",
+                            "IpcMode", "LogConfig", "NetworkMode"])):
+        for key in keys:
+            assert seen[0][part].get(key) == seen[1][part].get(key), (part, key)

@@ -535,3 +535,51 @@ def test_piped_stdin_and_paused_removal(daemon: Daemon, busybox_archive: Path) -
     assert daemon.docker("kill", "-s", "TERM", cid, check=False).returncode != 0
     daemon.docker("rm", "-f", cid)  # SIGKILL, then thawed: it goes at once
     assert daemon.docker("ps", "-aq").stdout == ""
+
+
+def test_devices_sysctls_namespaces_dns_and_volumes_from(daemon: Daemon,
+                                                          busybox_archive: Path) -> None:
+    """The create options that reach into the spec: --device, --sysctl, --ulimit,
+    --dns-search/--dns-option, --uts/--pid/--ipc (host and container:), --volumes-from."""
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return d.docker("run", "--rm", *args, check=check)
+
+    assert run("--device", "/dev/zero:/dev/myzero:r", "busybox", "sh", "-c",
+               "head -c 3 /dev/myzero | od -An -tx1").stdout.split() == ["00"] * 3
+    missing = run("--device", "/dev/nonexistent", "busybox", "true", check=False)
+    assert missing.returncode != 0 and "/dev/nonexistent" in missing.stderr
+    assert run("--sysctl", "net.ipv4.ip_forward=1", "busybox", "cat",
+               "/proc/sys/net/ipv4/ip_forward").stdout == "1\n"
+    refused = run("--sysctl", "kernel.domainname=x", "busybox", "true", check=False)
+    assert refused.returncode == 125 and "not allowed" in refused.stderr
+    assert run("--ulimit", "nofile=123:456", "busybox", "sh", "-c",
+               "ulimit -n; ulimit -Hn").stdout.split() == ["123", "456"]
+    resolv = run("--network", "none", "--dns", "10.9.9.9", "--dns-search", "example.test",
+                 "--dns-option", "ndots:2", "busybox", "cat", "/etc/resolv.conf").stdout
+    assert resolv.splitlines() == ["nameserver 10.9.9.9", "search example.test",
+                                   "options ndots:2"]
+    assert run("--uts", "host", "busybox", "hostname").stdout.strip() == os.uname().nodename
+    host_pids = run("--pid", "host", "busybox", "sh", "-c", "ls /proc | grep -c '^[0-9]'")
+    assert int(host_pids.stdout) > 20
+    d.docker("run", "-d", "--name", "ns-owner", "--ipc", "shareable", "busybox", "sleep", "60")
+    try:
+        ps = run("--pid", "container:ns-owner", "--ipc", "container:ns-owner", "busybox",
+                 "ps", "-o", "comm").stdout.split()
+        assert "sleep" in ps
+        stopped = d.docker("create", "--pid", "container:ns-owner", "busybox", "true").stdout
+        d.docker("stop", "-t", "0", "ns-owner")
+        late = d.docker("start", stopped.strip(), check=False)
+        assert late.returncode != 0 and "non running container" in late.stderr
+    finally:
+        d.docker("rm", "-f", "ns-owner", check=False)
+    bogus = d.docker("create", "--ipc", "bogus", "busybox", "true", check=False)
+    assert bogus.returncode == 1 and "invalid IPC mode: bogus" in bogus.stderr
+    d.docker("run", "--name", "donor", "-v", "/data", "busybox", "sh", "-c",
+             "echo shared > /data/x")
+    shared = run("--volumes-from", "donor:ro", "busybox", "sh", "-c",
+                 "cat /data/x; touch /data/y", check=False)
+    assert shared.stdout == "shared\n" and "Read-only" in shared.stderr
+    d.docker("rm", "-v", "donor")

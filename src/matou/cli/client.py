@@ -539,7 +539,43 @@ def _run_args(p: Parser, create_only: bool = False) -> None:
     p.add_argument("--stop-signal")
     p.add_argument("--health-cmd")
     p.add_argument("--health-interval")
+    p.add_argument("--health-timeout")
+    p.add_argument("--health-retries", type=int)
+    p.add_argument("--health-start-period")
+    p.add_argument("--health-start-interval")
     p.add_argument("--no-healthcheck", action="store_true")
+    p.add_argument("--mount", action="append", default=[])
+    p.add_argument("--volumes-from", action="append", default=[])
+    p.add_argument("--ulimit", action="append", default=[])
+    p.add_argument("--device", action="append", default=[])
+    p.add_argument("--sysctl", action="append", default=[])
+    p.add_argument("--group-add", action="append", default=[])
+    p.add_argument("--label-file", action="append", default=[])
+    p.add_argument("--annotation", action="append", default=[])
+    p.add_argument("--dns-search", action="append", default=[])
+    p.add_argument("--dns-option", "--dns-opt", dest="dns_option", action="append",
+                   default=[])
+    p.add_argument("--domainname")
+    p.add_argument("--mac-address")
+    p.add_argument("--memory-swap")
+    p.add_argument("--memory-reservation")
+    p.add_argument("--shm-size")
+    p.add_argument("-c", "--cpu-shares", type=int)
+    p.add_argument("--cpu-period", type=int)
+    p.add_argument("--cpu-quota", type=int)
+    p.add_argument("--cpuset-cpus")
+    p.add_argument("--cpuset-mems")
+    p.add_argument("--oom-score-adj", type=int)
+    p.add_argument("--pid")
+    p.add_argument("--ipc")
+    p.add_argument("--uts")
+    p.add_argument("--stop-timeout", type=int)
+    p.add_argument("--runtime")
+    p.add_argument("--platform")
+    p.add_argument("--pull", default="missing", choices=["always", "missing", "never"])
+    p.add_argument("--cidfile")
+    p.add_argument("-a", "--attach", action="append", default=[])
+    p.add_argument("--detach-keys")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
@@ -556,6 +592,78 @@ def _duration(text: str) -> int:
         if text.endswith(u):
             return int(float(text[: -len(u)]) * units[u])
     return int(float(text) * 10**9)
+
+
+def _mount(spec: str) -> dict[str, Any]:
+    """--mount's CSV (type=bind,source=/a,target=/b,readonly,…) as an API Mount."""
+    m: dict[str, Any] = {"Type": "volume"}
+    for field in spec.split(","):
+        key, eq, value = field.partition("=")
+        key = key.strip().lower()
+        if key == "type":
+            m["Type"] = value
+        elif key in ("source", "src"):
+            m["Source"] = value
+        elif key in ("target", "destination", "dst"):
+            m["Target"] = value
+        elif key in ("readonly", "ro"):
+            m["ReadOnly"] = not eq or value.lower() in ("1", "true")
+        elif key == "bind-propagation":
+            m.setdefault("BindOptions", {})["Propagation"] = value
+        elif key == "bind-recursive":
+            m.setdefault("BindOptions", {})["NonRecursive"] = value == "disabled"
+        elif key == "volume-nocopy":
+            m.setdefault("VolumeOptions", {})["NoCopy"] = not eq or value.lower() in (
+                "1", "true")
+        elif key == "volume-subpath":
+            m.setdefault("VolumeOptions", {})["Subpath"] = value
+        elif key == "volume-driver":
+            m.setdefault("VolumeOptions", {}).setdefault("DriverConfig", {})["Name"] = value
+        elif key == "volume-opt":
+            k, _, v = value.partition("=")
+            m.setdefault("VolumeOptions", {}).setdefault("DriverConfig", {}).setdefault(
+                "Options", {})[k] = v
+        elif key == "volume-label":
+            k, _, v = value.partition("=")
+            m.setdefault("VolumeOptions", {}).setdefault("Labels", {})[k] = v
+        elif key == "tmpfs-size":
+            m.setdefault("TmpfsOptions", {})["SizeBytes"] = _size(value)
+        elif key == "tmpfs-mode":
+            m.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)
+        elif key != "consistency":
+            die(f'invalid argument "{spec}" for "--mount" flag: unexpected key \'{key}\' in '
+                f"'{field}'", 125)
+    if not m.get("Target"):
+        die(f'invalid argument "{spec}" for "--mount" flag: target is required', 125)
+    if "VolumeOptions" in m:  # as docker sends it
+        m["VolumeOptions"].setdefault("DriverConfig", {})
+    return m
+
+
+def _ulimit(spec: str) -> dict[str, Any]:
+    name, _, limits = spec.partition("=")
+    soft, _, hard = limits.partition(":")
+    try:
+        return {"Name": name, "Soft": int(soft), "Hard": int(hard or soft)}
+    except ValueError:
+        die(f'invalid argument "{spec}" for "--ulimit" flag: invalid ulimit argument: {spec}',
+            125)
+
+
+def _device(spec: str) -> dict[str, str]:
+    parts = spec.split(":")
+    perms = parts[-1] if len(parts) > 1 and set(parts[-1]) <= set("rwm") else ""
+    if perms:
+        parts = parts[:-1]
+    return {"PathOnHost": parts[0], "PathInContainer": parts[1] if len(parts) > 1 else
+            parts[0], "CgroupPermissions": perms or "rwm"}
+
+
+def _caps(names: list[str]) -> list[str] | None:
+    """Capabilities as docker sends them: CAP_NET_ADMIN, or ALL."""
+    out = [n.upper() if n.upper() == "ALL" or n.upper().startswith("CAP_") else
+           f"CAP_{n.upper()}" for n in names]
+    return out or None
 
 
 def _create_body(a: Args) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -575,16 +683,42 @@ def _create_body(a: Args) -> tuple[dict[str, Any], dict[str, Any] | None]:
             ("", parts[0]) if len(parts) == 2 else (parts[0], parts[1]))
         exposed[cport] = {}
         bindings.setdefault(cport, []).append({"HostIp": ip, "HostPort": hport})
-    labels = dict(x.split("=", 1) if "=" in x else (x, "") for x in a.label)
+    label_lines = []
+    for path in a.label_file:
+        with open(path) as f:
+            label_lines += [line.strip() for line in f
+                            if line.strip() and not line.startswith("#")]
+    labels = dict(x.split("=", 1) if "=" in x else (x, "") for x in [*label_lines, *a.label])
     host: dict[str, Any] = {
-        "Binds": a.volume or None, "PortBindings": bindings or None,
+        "Binds": [v for v in a.volume if ":" in v] or None, "PortBindings": bindings or None,
         "PublishAllPorts": a.publish_all, "NetworkMode": a.network or "default",
-        "CapAdd": a.cap_add or None, "CapDrop": a.cap_drop or None,
+        "CapAdd": _caps(a.cap_add), "CapDrop": _caps(a.cap_drop),
         "Privileged": a.privileged, "ReadonlyRootfs": a.read_only,
         "SecurityOpt": a.security_opt or None, "ExtraHosts": a.add_host or None,
         "Dns": a.dns or None, "Links": a.link or None,
         "AutoRemove": bool(getattr(a, "rm", False)),
         "Tmpfs": {t.split(":")[0]: t.partition(":")[2] for t in a.tmpfs} or None}
+    for key, value in (("Mounts", [_mount(m) for m in a.mount]),
+                       ("VolumesFrom", a.volumes_from),
+                       ("Ulimits", [_ulimit(u) for u in a.ulimit]),
+                       ("Devices", [_device(d) for d in a.device]),
+                       ("Sysctls", dict(x.split("=", 1) for x in a.sysctl if "=" in x)),
+                       ("GroupAdd", a.group_add), ("DnsSearch", a.dns_search),
+                       ("DnsOptions", a.dns_option),
+                       ("Annotations", dict(x.split("=", 1) for x in a.annotation
+                                            if "=" in x)),
+                       ("PidMode", a.pid), ("IpcMode", a.ipc), ("UTSMode", a.uts),
+                       ("Runtime", a.runtime), ("CpuShares", a.cpu_shares),
+                       ("CpuPeriod", a.cpu_period), ("CpuQuota", a.cpu_quota),
+                       ("CpusetCpus", a.cpuset_cpus), ("CpusetMems", a.cpuset_mems),
+                       ("OomScoreAdj", a.oom_score_adj)):
+        if value:
+            host[key] = value
+    for key, size in (("MemorySwap", a.memory_swap), ("MemoryReservation",
+                                                      a.memory_reservation),
+                      ("ShmSize", a.shm_size)):
+        if size:
+            host[key] = -1 if size == "-1" else _size(size)
     if a.init:
         host["Init"] = True
     if a.memory:
@@ -605,19 +739,35 @@ def _create_body(a: Args) -> tuple[dict[str, Any], dict[str, Any] | None]:
         "StdinOnce": a.interactive, "AttachStdin": a.interactive,
         "AttachStdout": not getattr(a, "detach", False),
         "AttachStderr": not getattr(a, "detach", False),
-        "Labels": labels or None, "HostConfig": host}
+        "Labels": labels or None, "HostConfig": host,
+        # -v /path alone: an anonymous volume, declared as an image would declare it
+        "Volumes": {v: {} for v in a.volume if ":" not in v} or None}
     for key, value in (("WorkingDir", a.workdir), ("User", a.user), ("Hostname", a.hostname),
-                       ("StopSignal", a.stop_signal)):
+                       ("StopSignal", a.stop_signal), ("Domainname", a.domainname),
+                       ("MacAddress", a.mac_address)):
         if value:
             config[key] = value
+    if a.stop_timeout is not None:
+        config["StopTimeout"] = a.stop_timeout
+    if a.attach and not getattr(a, "detach", False):
+        streams = {s.lower() for s in a.attach}
+        config.update({"AttachStdin": "stdin" in streams, "AttachStdout": "stdout" in streams,
+                       "AttachStderr": "stderr" in streams})
     if a.entrypoint is not None:
         config["Entrypoint"] = [a.entrypoint] if a.entrypoint else [""]
     if a.no_healthcheck:
         config["Healthcheck"] = {"Test": ["NONE"]}
-    elif a.health_cmd:
-        config["Healthcheck"] = {"Test": ["CMD-SHELL", a.health_cmd]}
-        if a.health_interval:
-            config["Healthcheck"]["Interval"] = _duration(a.health_interval)
+    elif a.health_cmd or a.health_interval or a.health_timeout or a.health_retries or \
+            a.health_start_period or a.health_start_interval:
+        check: dict[str, Any] = {"Test": ["CMD-SHELL", a.health_cmd]} if a.health_cmd else {}
+        for key, value in (("Interval", a.health_interval), ("Timeout", a.health_timeout),
+                           ("StartPeriod", a.health_start_period),
+                           ("StartInterval", a.health_start_interval)):
+            if value:
+                check[key] = _duration(value)
+        if a.health_retries is not None:
+            check["Retries"] = a.health_retries
+        config["Healthcheck"] = check
     networking = None
     if a.network and (a.network_alias or a.ip):
         ep: dict[str, Any] = {"Aliases": a.network_alias or None}
@@ -631,17 +781,26 @@ def _create(c: Client, a: Args) -> str:
     config, networking = _create_body(a)
     if networking:
         config["NetworkingConfig"] = networking
+    if a.cidfile and os.path.exists(a.cidfile):
+        die(f"matou: container ID file found, make sure the other container isn't running "
+            f"or delete {a.cidfile}", 125)
+    query = {"name": a.name, "platform": a.platform}
+    if a.pull == "always":
+        pull_image(c, a.image, sys.stderr)
     try:
-        r = c.json("POST", "/containers/create", {"name": a.name}, config)
+        r = c.json("POST", "/containers/create", query, config)
     except ApiError as e:
-        if e.status == 404 and "No such image" in e.message:
+        if e.status == 404 and "No such image" in e.message and a.pull == "missing":
             print(f"Unable to find image '{a.image}' locally", file=sys.stderr)
             pull_image(c, a.image, sys.stderr)  # as docker: the progress on stderr
-            r = c.json("POST", "/containers/create", {"name": a.name}, config)
+            r = c.json("POST", "/containers/create", query, config)
         else:
             raise
     for w in r.get("Warnings") or []:
         print(f"WARNING: {w}", file=sys.stderr)
+    if a.cidfile:
+        with open(a.cidfile, "x") as f:
+            f.write(str(r["Id"]))
     return str(r["Id"])
 
 
@@ -794,7 +953,8 @@ def run(c: Client, a: Args) -> int:
         print(cid)
         return 0
     sock = c.hijack(f"/containers/{cid}/attach", {
-        "stream": True, "stdin": a.interactive, "stdout": True, "stderr": True})
+        "stream": True, "stdin": a.interactive, "stdout": True, "stderr": True,
+        "detachKeys": a.detach_keys})
     waiter = c.request("POST", f"/containers/{cid}/wait",
                        {"condition": "removed" if a.rm else "next-exit"}, stream=True)
     try:
@@ -1883,8 +2043,10 @@ def main(argv: list[str] | None = None) -> int:
     except Unreachable as e:
         die(str(e), 1)
     except ApiError as e:
-        die(f"Error response from daemon: {e.message}",
-            125 if name in ("run", "create") else 1)
+        if name == "run":  # docker's words and code for run alone
+            die(f"matou: Error response from daemon: {e.message}\n\nRun 'matou run --help' "
+                "for more information", 125)
+        die(f"Error response from daemon: {e.message}", 1)
     except KeyboardInterrupt:
         return 130
 

@@ -155,9 +155,18 @@ class ContainerService:
             raise InvalidArgument("config.Image is required")
         image = await asyncio.to_thread(self.images.get, image_ref)
         net_settings = self.networks.init_settings(host, networking)
-        mode = str(host.get("NetworkMode") or "")
-        if mode.startswith("container:"):
-            self.get(mode.split(":", 1)[1])  # Docker refuses a container that is not there
+        specs.check_host(host)
+        if host.get("UTSMode") == "host" and config.get("Hostname"):
+            raise InvalidArgument("Conflicting options: hostname and the UTS mode")
+        for key in ("NetworkMode", "PidMode", "IpcMode"):
+            mode = str(host.get(key) or "")
+            if mode.startswith("container:"):
+                self.get(mode.split(":", 1)[1])  # Docker refuses one that is not there
+        donors = [(self.get(str(v).partition(":")[0]), str(v).partition(":")[2])
+                  for v in host.get("VolumesFrom") or []]
+        for _, access in donors:
+            if access not in ("", "ro", "rw"):
+                raise InvalidArgument(f"invalid mode for volumes-from: {access}")
         async with self.lock:
             if name:
                 if not _valid_name(name):
@@ -249,6 +258,15 @@ class ContainerService:
                     os.makedirs(m["Source"], 0o755, exist_ok=True)  # as `docker run -v`
                 m.pop("Create", None)
                 m["Mode"] = "" if m["RW"] else "ro"
+            for donor, access in donors:  # --volumes-from NAME[:ro|rw]: its mounts, shared
+                for m in donor.r.get("Mounts") or []:
+                    if any(x["Destination"] == m["Destination"] for x in mounts):
+                        continue
+                    shared = dict(m)
+                    if access:
+                        shared["RW"] = access == "rw"
+                        shared["Mode"] = "" if shared["RW"] else "ro"
+                    mounts.append(shared)
             record["Mounts"] = mounts
             top = image.top_layer
             await asyncio.to_thread(self.images.snapshots.prepare, _snap(cid), top)
@@ -377,9 +395,7 @@ class ContainerService:
                 resolv = f.read()
         except OSError:
             resolv = ""
-        dns = c.r["HostConfig"].get("Dns") or []
-        if dns:
-            resolv = "".join(f"nameserver {x}\n" for x in dns)
+        resolv = _resolv_conf(resolv, c.r["HostConfig"])
         resolv = self.networks.resolv_conf(c, resolv)
         with open(c.r["ResolvConfPath"], "w") as f:
             f.write(resolv)
@@ -394,11 +410,26 @@ class ContainerService:
         config = c.r["Config"] if not link_env else {
             **c.r["Config"], "Env": [*link_env, *(c.r["Config"].get("Env") or [])]}
         spec = specs.build(c.id, config, c.r["HostConfig"], image.config.config,
-                           rootfs, files, c.r.get("Mounts") or [], netns)
+                           rootfs, files, c.r.get("Mounts") or [], netns, self._joins(c))
         if spec["process"]["cwd"] != "/":
             os.makedirs(os.path.join(rootfs, spec["process"]["cwd"].lstrip("/")),
                         exist_ok=True)
         atomic_json(os.path.join(self._rundir(c), "config.json"), spec)
+
+    def _joins(self, c: Container) -> dict[str, str]:
+        """--pid/--ipc/--uts: "host", or the namespace of another running container."""
+        joins = {}
+        for key, (kind, _) in specs.NAMESPACE_MODES.items():
+            mode = str(c.r["HostConfig"].get(key) or "")
+            if mode == "host":
+                joins[kind] = "host"
+            elif mode.startswith("container:"):
+                other = self.get(mode.split(":", 1)[1])
+                if not other.running or not other.state.get("Pid"):
+                    raise FailedPrecondition(f"cannot join {kind.upper()} of a non running "
+                                             f"container: {other.name}")
+                joins[kind] = f"/proc/{other.state['Pid']}/ns/{kind}"
+        return joins
 
     async def _watch(self, c: Container) -> None:
         sock = os.path.join(self._rundir(c), "shim.sock")
@@ -744,6 +775,21 @@ def _valid_name(name: str) -> bool:
     import re
 
     return bool(re.fullmatch(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+", name))
+
+
+def _resolv_conf(host_text: str, host: dict[str, Any]) -> str:
+    """The container's resolv.conf: the host's, with --dns, --dns-search and --dns-option
+    each replacing the lines of their kind."""
+    lines = host_text.splitlines()
+    for key, kinds in (("Dns", ("nameserver",)), ("DnsSearch", ("search", "domain")),
+                       ("DnsOptions", ("options",))):
+        values = [str(x) for x in host.get(key) or []]
+        if not values:
+            continue
+        lines = [line for line in lines if not line.split()[:1] or line.split()[0] not in kinds]
+        lines += ([f"nameserver {x}" for x in values] if key == "Dns" else
+                  [f"{kinds[0]} {' '.join(values)}"])
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def _merge_env(base: list[str], extra: list[str]) -> list[str]:

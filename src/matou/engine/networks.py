@@ -551,8 +551,10 @@ class NetworkService:
         if not any(n not in PREDEFINED for n in c.r["NetworkSettings"]["Networks"]):
             return host_text
         keep = [line for line in host_text.splitlines()
-                if line.split()[:1] in (["search"], ["domain"])]
-        return "\n".join([f"nameserver {dns.ADDRESS}", *keep, "options ndots:0"]) + "\n"
+                if line.split()[:1] in (["search"], ["domain"], ["options"])]
+        if not any("ndots:" in line for line in keep if line.startswith("options")):
+            keep.append("options ndots:0")
+        return "\n".join([f"nameserver {dns.ADDRESS}", *keep]) + "\n"
 
     def hosts_entry(self, c: Container) -> str:
         att = c.r.get("MatouNet")

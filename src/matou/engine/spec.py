@@ -6,6 +6,7 @@ devices, /etc/hosts, /etc/hostname and /etc/resolv.conf bound from the container
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any
 
 from matou.engine import seccomp_profile
@@ -107,12 +108,86 @@ def _gid_of_uid(rootfs: str, uid: int) -> int:
     return 0
 
 
+# the sysctls a container may set: those of the namespaces it has of its own
+NAMESPACED_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni",
+                                "kernel.sem", "kernel.shmall", "kernel.shmmax",
+                                "kernel.shmmni", "kernel.shm_rmid_forced"})
+NAMESPACED_PREFIXES = ("fs.mqueue.", "net.")
+NAMESPACE_MODES = {"PidMode": ("pid", ("", "host")),
+                   "IpcMode": ("ipc", ("", "host", "private", "shareable", "none")),
+                   "UTSMode": ("uts", ("", "host"))}
+
+
+def check_host(host: dict[str, Any]) -> None:
+    """Refuse at create what Docker refuses there: sysctls outside the container's own
+    namespaces, namespace modes it does not know, devices that are not there."""
+    network_host = host.get("NetworkMode") == "host"
+    for key in host.get("Sysctls") or {}:
+        if not (key in NAMESPACED_SYSCTLS or key.startswith(NAMESPACED_PREFIXES)):
+            raise InvalidArgument(f"sysctl '{key}' is not allowed")
+        if key.startswith("net.") and network_host:
+            raise InvalidArgument(f"sysctl '{key}' not allowed in host network namespace")
+    for key, (kind, modes) in NAMESPACE_MODES.items():
+        mode = str(host.get(key) or "")
+        if mode not in modes and not (kind != "uts" and mode.startswith("container:")
+                                      and mode != "container:"):
+            raise InvalidArgument(f"invalid {kind.upper()} mode: {mode}")
+    devices(host)
+
+
+def devices(host: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """HostConfig.Devices as OCI device nodes and the cgroup rules that allow them; a
+    directory brings every device node beneath it, as in Docker."""
+    nodes: list[dict[str, Any]] = []
+    rules: list[dict[str, Any]] = []
+    for d in host.get("Devices") or []:
+        if not isinstance(d, dict) or not d.get("PathOnHost"):
+            raise InvalidArgument("a device needs PathOnHost")
+        src = str(d["PathOnHost"])
+        dst = str(d.get("PathInContainer") or src)
+        access = str(d.get("CgroupPermissions") or "rwm")
+        if not access or set(access) - set("rwm"):
+            raise InvalidArgument(f"invalid device cgroup permissions: {access}")
+        try:
+            top = os.stat(src)
+        except OSError as e:
+            raise InvalidArgument(f'error gathering device information while adding custom '
+                                  f'device "{src}": {(e.strerror or str(e)).lower()}') from e
+        found = [(src, dst, top)]
+        if stat.S_ISDIR(top.st_mode):
+            found = []
+            for root, _, names in os.walk(src):
+                for name in sorted(names):
+                    path = os.path.join(root, name)
+                    try:
+                        st = os.lstat(path)
+                    except OSError:
+                        continue
+                    found.append((path, os.path.join(dst, os.path.relpath(path, src)), st))
+        for path, target, st in found:
+            kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else ""
+            if not kind:
+                if path == src:
+                    raise InvalidArgument(f'error gathering device information while adding '
+                                          f'custom device "{src}": not a device node')
+                continue
+            major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            nodes.append({"path": target, "type": kind, "major": major, "minor": minor,
+                          "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid,
+                          "gid": st.st_gid})
+            rules.append({"allow": True, "type": kind, "major": major, "minor": minor,
+                          "access": access})
+    return nodes, rules
+
+
 def build(container_id: str, config: dict[str, Any], host: dict[str, Any],
           image_config: dict[str, Any], rootfs: str, files: dict[str, str],
-          volumes: list[dict[str, Any]] | None = None, netns: str | None = None
-          ) -> dict[str, Any]:
+          volumes: list[dict[str, Any]] | None = None, netns: str | None = None,
+          joins: dict[str, str] | None = None) -> dict[str, Any]:
     """The OCI spec of a container (``files`` maps /etc/hosts etc. to host paths;
-    ``netns`` is the network namespace to join, None for a new one)."""
+    ``netns`` is the network namespace to join, None for a new one; ``joins`` maps pid,
+    ipc and uts to another container's namespace path, or to "host" for none of its
+    own)."""
     # an Entrypoint given at create time drops the image's Cmd too, as in Docker
     if config.get("Entrypoint") is not None:
         entry, cmd = config["Entrypoint"], config.get("Cmd") or []
@@ -181,11 +256,15 @@ def build(container_id: str, config: dict[str, Any], host: dict[str, Any],
         mounts.append({"destination": m["Destination"], "type": "bind", "source": source,
                        "options": ["rbind", "rw" if m["RW"] else "ro",
                                    m.get("Propagation") or "rprivate"]})
-    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    joins = joins or {}
+    namespaces = [{"type": t, "path": joins[t]} if joins.get(t) else {"type": t}
+                  for t in ("pid", "ipc", "uts", "mount") if joins.get(t) != "host"]
     mode = host.get("NetworkMode") or "default"
     if mode != "host":
         namespaces.append({"type": "network", "path": netns} if netns else {"type": "network"})
     resources = _resources(host, privileged)
+    nodes, rules = devices(host)
+    resources["devices"] += rules
     spec: dict[str, Any] = {
         "ociVersion": "1.2.0", "process": process,
         "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
@@ -195,10 +274,14 @@ def build(container_id: str, config: dict[str, Any], host: dict[str, Any],
                   "maskedPaths": [] if privileged else list(MASKED),
                   "readonlyPaths": [] if privileged else list(READONLY)},
     }
+    if nodes:
+        spec["linux"]["devices"] = nodes
+    if host.get("Sysctls"):
+        spec["linux"]["sysctl"] = {str(k): str(v) for k, v in host["Sysctls"].items()}
     seccomp = seccomp_profile.for_container(security, caps, privileged)
     if seccomp is not None:
         spec["linux"]["seccomp"] = seccomp
-    if mode == "host":
+    if mode == "host" or joins.get("uts"):  # the hostname is the namespace's owner's
         spec.pop("hostname")
     return spec
 
