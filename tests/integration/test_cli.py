@@ -362,6 +362,11 @@ def test_side_by_side_usage_info_streams(daemon: Daemon, busybox_archive: Path) 
         [cli, "-H", d.host, "info"], capture_output=True, text=True, timeout=60).stdout)
         for cli in ("docker", MATOU)]
     assert infos[0] == infos[1]
+    client_build = re.compile(r"^ (Version|Go version|Git commit|Built): .*$", re.M)
+    versions = [client_build.sub("", subprocess.run(
+        [cli, "-H", d.host, "version"], capture_output=True, text=True, timeout=60).stdout)
+        for cli in ("docker", MATOU)]
+    assert versions[0] == versions[1]
     # logs -f and events follow what happens while they run
     since = str(int(time.time()) - 1)
     followers = {}

@@ -95,13 +95,33 @@ def version(c: Client, a: Args) -> int:
             part.setdefault("MinAPIVersion", part.get("MinAPIVersion"))
         sys.stdout.write(fmt.render(a.format, {"Client": client, "Server": server}) + "\n")
     else:
-        print(f"Client:\n Version:           {client['Version']}\n API version:       "
-              f"{c.version or '1.50'}\n OS/Arch:           linux/{client['Arch']}")
+        python = ".".join(map(str, sys.version_info[:3]))
+        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(client["Arch"], client["Arch"])
+        print(f"Client:\n Version:           {client['Version']}\n"
+              f" API version:       {c.version or '1.50'}\n"
+              f" Go version:        python{python}\n"
+              f" Git commit:        \n Built:             \n"
+              f" OS/Arch:           linux/{arch}\n Context:           default")
         if server:
-            print(f"\nServer:\n Engine:\n  Version:          {server.get('Version')}\n"
+            name = (server.get("Platform") or {}).get("Name") or ""
+            print(f"\nServer: {name}".rstrip())
+            engine = next((x for x in server.get("Components") or []
+                           if x.get("Name") == "Engine"), None)
+            details = (engine or {}).get("Details") or {}
+            print(f" Engine:\n  Version:          {server.get('Version')}\n"
                   f"  API version:      {server.get('ApiVersion')} (minimum version "
-                  f"{server.get('MinAPIVersion')})\n  OS/Arch:          "
-                  f"{server.get('Os')}/{server.get('Arch')}")
+                  f"{server.get('MinAPIVersion')})\n"
+                  f"  Go version:       {server.get('GoVersion', '')}\n"
+                  f"  Git commit:       {server.get('GitCommit', '')}\n"
+                  f"  Built:            {server.get('BuildTime', '')}\n"
+                  f"  OS/Arch:          {server.get('Os')}/{server.get('Arch')}\n"
+                  f"  Experimental:     {str(details.get('Experimental', 'false')).lower()}")
+            for part in server.get("Components") or []:
+                if part.get("Name") == "Engine":
+                    continue
+                print(f" {part.get('Name')}:\n  Version:          {part.get('Version')}")
+                for k, v in (part.get("Details") or {}).items():
+                    print(f"  {k + ':':<18}{v}")
     if err is not None:
         die(str(err))
     return 0
