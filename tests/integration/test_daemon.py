@@ -575,6 +575,11 @@ def test_devices_sysctls_namespaces_dns_and_volumes_from(daemon: Daemon,
         assert late.returncode != 0 and "non running container" in late.stderr
     finally:
         d.docker("rm", "-f", "ns-owner", check=False)
+    other = d.docker("create", "--platform", "linux/arm64", "--pull", "never", "busybox",
+                     "true", check=False)
+    assert other.returncode != 0 and "does not match the specified platform" in other.stderr
+    d.docker("rm", d.docker("create", "--platform", "linux/amd64", "busybox",
+                            "true").stdout.strip())
     bogus = d.docker("create", "--ipc", "bogus", "busybox", "true", check=False)
     assert bogus.returncode == 1 and "invalid IPC mode: bogus" in bogus.stderr
     d.docker("run", "--name", "donor", "-v", "/data", "busybox", "sh", "-c",

@@ -59,7 +59,8 @@ async def create(request: web.Request) -> web.StreamResponse:
                 continue
             raise InvalidArgument(f"json: cannot unmarshal {type(body[key]).__name__} into "
                                   f"Go struct field Config.{key}")
-    c = await e.containers.create(request.query.get("name"), body, host, networking)
+    c = await e.containers.create(request.query.get("name"), body, host, networking,
+                                  request.query.get("platform", ""))
     return json_response({"Id": c.id, "Warnings": []}, status=201)
 
 

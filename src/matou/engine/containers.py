@@ -149,11 +149,21 @@ class ContainerService:
     # -- create ----------------------------------------------------------------------------
 
     async def create(self, name: str | None, config: dict[str, Any], host: dict[str, Any],
-                     networking: dict[str, Any] | None = None) -> Container:
+                     networking: dict[str, Any] | None = None,
+                     platform: str = "") -> Container:
         image_ref = config.get("Image")
         if not image_ref or not isinstance(image_ref, str):
             raise InvalidArgument("config.Image is required")
         image = await asyncio.to_thread(self.images.get, image_ref)
+        if platform:  # `--platform`: the image must be for it, as dockerd 25+ checks
+            want = platform.lower().split("/")
+            have = [image.config.os, image.config.architecture, image.config.variant]
+            if want[0] != have[0] or (len(want) > 1 and want[1] != have[1]) or (
+                    len(want) > 2 and want[2] != have[2]):
+                actual = "/".join(x for x in have if x)
+                raise NotFound(f"image with reference {image_ref} was found but its platform "
+                               f"({actual}) does not match the specified platform "
+                               f"({platform})")
         net_settings = self.networks.init_settings(host, networking)
         specs.check_host(host)
         if host.get("UTSMode") == "host" and config.get("Hostname"):
