@@ -409,49 +409,53 @@ def test_side_by_side_usage_info_streams(daemon: Daemon, busybox_archive: Path) 
 @pytest.mark.skipif(not shutil.which("script"), reason="no script(1)")
 def test_pull_and_push_progress_as_docker_draws_it(daemon: Daemon, tmp_path: Path) -> None:
     """On a terminal, each layer keeps a line that is redrawn with a bar; elsewhere one
-    line per status. Both CLIs on the same daemon must write the same bytes."""
+    line per status. Both CLIs on the same daemon must write the same bytes (each pushes
+    to a registry of its own: on one registry the second push would mount the layer)."""
     from tests.integration.test_registry import _serve
 
-    served = _serve(tmp_path)
-    reg = next(served)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "m").mkdir()
+    served = [_serve(tmp_path / "d"), _serve(tmp_path / "m")]
+    regs = {"docker": next(served[0]), MATOU: next(served[1])}
     try:
         d = daemon
         (tmp_path / "layer").mkdir()
         (tmp_path / "layer" / "blob").write_bytes(os.urandom(3_000_000))
         subprocess.run(["tar", "-C", str(tmp_path / "layer"), "-cf", str(tmp_path / "l.tar"),
                         "blob"], check=True, timeout=60)
-        d.docker("import", str(tmp_path / "l.tar"), f"{reg}/prog/x:1")
+        d.docker("import", str(tmp_path / "l.tar"), "progsrc:1")
         drawn: dict[str, list[str]] = {"docker": [], MATOU: []}
-        prefixes = (("docker", "d-"), (MATOU, "m-"))
 
-        def draw(cli: str, prefix: str, verb: str) -> None:
-            typescript = tmp_path / f"{prefix}{verb}.typescript"
+        def draw(cli: str, verb: str) -> None:
+            typescript = tmp_path / f"{len(drawn[cli])}{verb}.typescript"
             subprocess.run(["script", "-qec", f"stty cols 150; {cli} -H {d.host} {verb} "
-                            f"{reg}/{prefix}prog:1", str(typescript)], check=True,
+                            f"{regs[cli]}/prog:1", str(typescript)], check=True,
                            timeout=120, stdout=subprocess.DEVNULL)
-            text = typescript.read_bytes().decode(errors="replace").replace(prefix, "")
+            text = typescript.read_bytes().decode(errors="replace").replace(regs[cli], "REG")
             drawn[cli].append("".join(text.splitlines(keepends=True)[1:-2]))
 
-        for cli, prefix in prefixes:
-            d.docker("tag", f"{reg}/prog/x:1", f"{reg}/{prefix}prog:1")
-            draw(cli, prefix, "push")
-            piped = subprocess.run([cli, "-H", d.host, "push", f"{reg}/{prefix}prog:1"],
+        for cli, reg in regs.items():
+            d.docker("tag", "progsrc:1", f"{reg}/prog:1")
+            draw(cli, "push")
+            piped = subprocess.run([cli, "-H", d.host, "push", f"{reg}/prog:1"],
                                    capture_output=True, text=True, timeout=120)
-            drawn[cli].append(piped.stdout.replace(prefix, ""))
-        d.docker("rmi", f"{reg}/prog/x:1", f"{reg}/d-prog:1", f"{reg}/m-prog:1")
-        for cli, prefix in prefixes:  # each pull downloads: the layer went with the rmi
-            draw(cli, prefix, "pull")
-            d.docker("rmi", f"{reg}/{prefix}prog:1")
+            drawn[cli].append(piped.stdout.replace(reg, "REG"))
+        d.docker("rmi", "progsrc:1", *(f"{reg}/prog:1" for reg in regs.values()))
+        for cli, reg in regs.items():  # each pull downloads: the layer went with the rmi
+            draw(cli, "pull")
+            d.docker("rmi", f"{reg}/prog:1")
         push, piped, pull = drawn[MATOU]
         assert "\x1b[1A\x1b[2K\r" in pull and ": Downloading [=" in pull, pull
         assert "Pull complete" in pull and ": Pushed" in push, push
+        assert ": Pushing [=" in push, push
         assert "Layer already exists" in piped and "\x1b" not in piped, piped
         # the byte counts of the bar depend on how the network cut the stream
         redraws = re.compile(r"\x1b\[\d+A\x1b\[2K\r[0-9a-f]{12}: Downloading [^\r]*\r\x1b\[\d+B")
         assert [redraws.sub("", x) for x in drawn["docker"]] == \
             [redraws.sub("", x) for x in drawn[MATOU]]
     finally:
-        served.close()
+        for s in served:
+            s.close()
 
 
 RUN_FLAGS = [

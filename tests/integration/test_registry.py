@@ -313,3 +313,29 @@ def test_the_registry_runs_as_a_container_on_matou(daemon: Daemon,
     assert "1: digest: sha256:" in d.docker("push", image).stdout
     d.docker("rmi", image)
     assert "Status: Downloaded newer image" in d.docker("pull", image).stdout
+
+
+@pytest.mark.skipif(not shutil.which("docker"), reason="no docker CLI")
+def test_push_mounts_across_repositories_and_sends_big_blobs_in_chunks(
+        auth_registry: str, daemon: Daemon, tmp_path: Path) -> None:
+    """A 20 MB layer goes up in PATCHes; pushed again under another repository of the same
+    registry it is mounted, not sent (the token asked for covers both repositories)."""
+    d = daemon
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    d.docker("login", "-u", "peer", "--password-stdin", auth_registry, input="peerpass\n",
+             env=env)
+    (tmp_path / "layer").mkdir()
+    (tmp_path / "layer" / "blob").write_bytes(os.urandom(20 << 20))
+    subprocess.run(["tar", "-C", str(tmp_path / "layer"), "-cf", str(tmp_path / "l.tar"),
+                    "blob"], check=True, timeout=60)
+    first, second = f"{auth_registry}/team/big:1", f"{auth_registry}/other/big:1"
+    d.docker("import", str(tmp_path / "l.tar"), first)
+    image_id = d.docker("image", "inspect", "-f", "{{.Id}}", first).stdout
+    out = d.docker("push", first, env=env).stdout
+    assert ": Pushed" in out and "digest: sha256:" in out, out
+    d.docker("tag", first, second)
+    out = d.docker("push", second, env=env).stdout
+    assert ": Mounted from team/big" in out and ": Pushed" not in out, out
+    d.docker("rmi", first, second)
+    d.docker("pull", second, env=env)
+    assert d.docker("image", "inspect", "-f", "{{.Id}}", second).stdout == image_id

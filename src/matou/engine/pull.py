@@ -115,6 +115,8 @@ async def pull(store: ImageStore, text: str, emit: Emit, creds: Credentials | No
             if layer.digest not in present:
                 await emit({"status": "Pull complete", "id": layer.digest.short,
                             "progressDetail": {}})
+        await asyncio.to_thread(store.add_source, [x.digest for x in doc.layers] +
+                                [doc.config.digest], f"{ref.domain}/{ref.path}")
         await emit({"status": f"Digest: {top}"})
         return str(img.id)
     finally:

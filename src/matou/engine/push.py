@@ -3,7 +3,9 @@
 The layers go as they are in the content store: the compressed blobs of a pulled or
 loaded image (its stored manifest is pushed unchanged, so its digest stays the same), or
 the uncompressed layer tars of an image made here (busybox, commit, import) under a new
-OCI manifest. A blob the registry has is not sent again.
+OCI manifest. A blob the registry has is not sent again; one that another repository of
+the same registry has (the store remembers where each blob was pulled from and pushed
+to) is mounted from there; large blobs go up in chunks, with progress.
 
 May import: images, registry, oci, errors (and stdlib).
 """
@@ -23,11 +25,17 @@ from matou.registry.client import Credentials, Pusher, Registry, insecure
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-async def _chunks(store: ImageStore, digest: Digest) -> AsyncIterator[bytes]:
+async def _chunks(store: ImageStore, digest: Digest,
+                  sent: Callable[[int], Awaitable[None]] | None = None
+                  ) -> AsyncIterator[bytes]:
     f = await asyncio.to_thread(store.content.open, digest)
+    done = 0
     try:
         while chunk := await asyncio.to_thread(f.read, 1 << 20):
             yield chunk
+            done += len(chunk)
+            if sent is not None:
+                await sent(done)
     finally:
         f.close()
 
@@ -59,17 +67,38 @@ async def push(store: ImageStore, text: str, emit: Emit, creds: Credentials | No
         shorts = [d.short for d in config.rootfs_diff_ids]
         for s in reversed(shorts):
             await emit({"status": "Preparing", "progressDetail": {}, "id": s})
+        here = f"{ref.domain}/{ref.path}"
         for layer, s in reversed(list(zip(layers, shorts, strict=True))):
             if await target.has(str(layer.digest)):
                 await emit({"status": "Layer already exists", "progressDetail": {}, "id": s})
                 continue
-            await emit({"status": "Pushing", "progressDetail": {"current": 0,
-                                                                "total": layer.size}, "id": s})
-            await target.upload(str(layer.digest), layer.size, _chunks(store, layer.digest))
+            # another repository of this registry has it: link it instead of uploading
+            # (one try; when refused, the registry's answer starts the upload)
+            started, mounted_from = None, ""
+            for where in await asyncio.to_thread(store.sources, layer.digest):
+                host, _, repo = where.partition("/")
+                if host == ref.domain and repo != ref.path:
+                    started = await target.mount(str(layer.digest), repo)
+                    mounted_from = repo if started is None else ""
+                    break
+            if mounted_from:
+                await emit({"status": f"Mounted from {mounted_from}", "progressDetail": {},
+                            "id": s})
+                continue
+
+            async def sent(done: int, s: str = s, total: int = layer.size) -> None:
+                await emit({"status": "Pushing", "id": s,
+                            "progressDetail": {"current": done, "total": total}})
+
+            await sent(0)
+            await target.upload(str(layer.digest), layer.size,
+                                _chunks(store, layer.digest, sent), started)
             await emit({"status": "Pushed", "progressDetail": {}, "id": s})
         if not await target.has(str(config_desc.digest)):
             await target.upload(str(config_desc.digest), config_desc.size,
                                 _chunks(store, config_desc.digest))
+        await asyncio.to_thread(store.add_source,
+                                [x.digest for x in layers] + [config_desc.digest], here)
         tag = ref.tag or "latest"
         digest = await target.manifest(tag, manifest_bytes, media_type)
         await emit({"status": f"{tag}: digest: {digest} size: {len(manifest_bytes)}"})

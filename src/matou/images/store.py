@@ -364,7 +364,25 @@ class ImageStore:
                     removed_snaps.append(info.name)
                     changed = True
         removed_blobs = self.content.gc(blobs)
+        if removed_blobs and db.get("sources"):
+            with self._locked() as db:
+                for d in removed_blobs:
+                    db.get("sources", {}).pop(str(d), None)
         return removed_blobs, removed_snaps
+
+    # -- where blobs came from (for cross-repository mounts on push) -----------------------
+
+    def sources(self, digest: Digest) -> list[str]:
+        """The registry repositories ("host/repo") ``digest`` was pulled from or pushed
+        to, most recent first."""
+        return list(self._load().get("sources", {}).get(str(digest), []))
+
+    def add_source(self, digests: Sequence[Digest], where: str, keep: int = 5) -> None:
+        with self._locked() as db:
+            known = db.setdefault("sources", {})
+            for d in digests:
+                places = [x for x in known.get(str(d), []) if x != where]
+                known[str(d)] = [where, *places][:keep]
 
     def cleanup(self) -> list[str]:
         """At start-up (the store has one owner): drop the snapshots that unpacking left

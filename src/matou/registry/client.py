@@ -81,9 +81,9 @@ class Registry:
         realm = params.get("realm")
         if not realm:
             raise FailedPrecondition(f"{self.host}: a Bearer challenge without a realm")
-        query = {"service": params.get("service", "")}
-        if scope:
-            query["scope"] = scope
+        # several scopes (a mount reads another repository) go as several parameters
+        query = [("service", params.get("service", ""))] + [("scope", x) for x in
+                                                            scope.split()]
         auth = None
         if self.creds and self.creds.username:
             auth = aiohttp.BasicAuth(self.creds.username, self.creds.password)
@@ -123,9 +123,11 @@ class Registry:
             scheme, params = _challenge(r.headers.get("WWW-Authenticate", ""))
             r.release()
             if scheme == "bearer":
-                await self._token(params, params.get("scope") or scope)
-                if params.get("scope") and params["scope"] != scope:
-                    self.tokens[scope] = self.tokens[params["scope"]]
+                asked = params.get("scope", "").split()
+                wanted = " ".join([*asked, *(x for x in scope.split() if x not in asked)])
+                await self._token(params, wanted)
+                if wanted != scope:
+                    self.tokens[scope] = self.tokens[wanted]
             elif scheme == "basic":
                 if not (self.creds and self.creds.username):
                     break
@@ -181,9 +183,24 @@ class Registry:
             r.release()
 
 
+CHUNK = 16 << 20  # blobs above this go up in PATCHes of this size
+
+
+async def _pieces(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """The stream re-cut into pieces of ``size`` bytes (the last one shorter)."""
+    buf = bytearray()
+    async for chunk in chunks:
+        buf += chunk
+        while len(buf) >= size:
+            yield bytes(buf[:size])
+            del buf[:size]
+    if buf:
+        yield bytes(buf)
+
+
 class Pusher:
     """The push side of a Registry: blob existence, cross-repository mount, monolithic
-    upload, manifest PUT (scope push+pull)."""
+    and chunked uploads, manifest PUT (scope push+pull)."""
 
     def __init__(self, reg: Registry, repo: str) -> None:
         self.reg = reg
@@ -195,19 +212,53 @@ class Pusher:
         r.release()
         return r.status == 200
 
-    async def upload(self, digest: str, size: int, chunks: AsyncIterator[bytes]) -> None:
-        r = await self.reg.request("POST", f"/v2/{self.repo}/blobs/uploads/", self.scope)
-        location = r.headers.get("Location", "")
+    async def mount(self, digest: str, source: str) -> URL | None:
+        """Ask the registry to link ``digest`` from the repository ``source`` (on the same
+        host) instead of uploading it. None when it did; else the upload it started."""
+        scope = f"{self.scope} repository:{source}:pull"
+        r = await self.reg.request(
+            "POST", f"/v2/{self.repo}/blobs/uploads/?mount={digest}&from={source}", scope)
         r.release()
+        if r.status == 201:
+            return None
+        return self._upload_url(r, digest)
+
+    def _upload_url(self, r: aiohttp.ClientResponse, digest: str) -> URL:
+        location = r.headers.get("Location", "")
         if r.status != 202 or not location:
             raise FailedPrecondition(f"{self.reg.host}/{self.repo}: upload of {digest} "
                                      f"refused ({r.status})")
-        url = URL(location) if location.startswith("http") else \
+        return URL(location) if location.startswith("http") else \
             URL(self.reg.base).join(URL(location))
-        url = url.update_query({"digest": digest})
+
+    async def upload(self, digest: str, size: int, chunks: AsyncIterator[bytes],
+                     url: URL | None = None) -> None:
+        """Send a blob: in one PUT when small, else PATCH by PATCH (each a Content-Range
+        of CHUNK bytes) and a closing PUT — on the upload ``url`` if one is started."""
+        if url is None:
+            r = await self.reg.request("POST", f"/v2/{self.repo}/blobs/uploads/", self.scope)
+            r.release()
+            url = self._upload_url(r, digest)
+        auth = self.reg._auth_header(self.scope)
+        data: AsyncIterator[bytes] | bytes = chunks
+        if size > CHUNK:
+            offset = 0
+            async for piece in _pieces(chunks, CHUNK):
+                headers = {"Content-Type": "application/octet-stream",
+                           "Content-Range": f"{offset}-{offset + len(piece) - 1}",
+                           "Content-Length": str(len(piece)), **auth}
+                async with self.reg.session.patch(url, data=piece, headers=headers) as r:
+                    if r.status != 202:
+                        raise FailedPrecondition(f"{self.reg.host}/{self.repo}: blob "
+                                                 f"{digest}: chunk at {offset}: {r.status} "
+                                                 f"{(await r.text())[:200]}")
+                    url = self._upload_url(r, digest)
+                offset += len(piece)
+            data, size = b"", 0
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size),
-                   **self.reg._auth_header(self.scope)}
-        async with self.reg.session.put(url, data=chunks, headers=headers) as put:
+                   **auth}
+        async with self.reg.session.put(url.update_query({"digest": digest}), data=data,
+                                        headers=headers) as put:
             if put.status != 201:
                 raise FailedPrecondition(f"{self.reg.host}/{self.repo}: blob {digest}: "
                                          f"{put.status} {(await put.text())[:200]}")

@@ -37,6 +37,7 @@ _ROUTE = re.compile(r"^/v2/(?P<name>.+?)/(?P<kind>blobs/uploads|blobs|manifests|
                     r"referrers)(?:/(?P<rest>.*))?$")
 STORE = web.AppKey("store", Store)
 AUTH = web.AppKey("auth", dict)
+CLAIMS = web.RequestKey("claims", dict)  # the verified token, when auth is by token
 CHUNK = 1 << 20
 
 
@@ -77,8 +78,19 @@ def _check_auth(request: web.Request, conf: dict[str, Any]) -> web.Response | No
     scheme, _, token = header.partition(" ")
     claims = conf["tokens"].verify(token) if scheme.lower() == "bearer" else None
     if claims is not None and (not name or auth.allowed(claims, name, action)):
+        request[CLAIMS] = claims
         return None
     return _denied(request, conf, scope)
+
+
+def _may_read(request: web.Request, name: str) -> bool:
+    """Whether the client may pull ``name`` (a mount's source must be readable to it)."""
+    from matou.registry import auth
+
+    if request.app[AUTH]["mode"] != "token":
+        return True  # no auth, or Basic: every user may read every repository
+    claims = request.get(CLAIMS)
+    return claims is not None and auth.allowed(claims, name, "pull")
 
 
 async def token(request: web.Request) -> web.StreamResponse:
@@ -249,9 +261,10 @@ async def _blob(store: Store, request: web.Request, name: str, digest: str,
 async def _upload(store: Store, request: web.Request, name: str, ident: str,
                   method: str) -> web.StreamResponse:
     if method == "POST" and not ident:
-        mount = request.query.get("mount", "")
-        mounted = bool(mount) and await asyncio.to_thread(
-            store.mount, name, mount, request.query.get("from", ""))
+        mount, source = request.query.get("mount", ""), request.query.get("from", "")
+        # a source the client may not read is not mounted: the upload starts instead
+        mounted = bool(mount) and _may_read(request, source) and await asyncio.to_thread(
+            store.mount, name, mount, source)
         if mounted:
             return web.Response(status=201, headers={
                 "Location": f"/v2/{name}/blobs/{mount}", "Docker-Content-Digest": mount})

@@ -144,3 +144,34 @@ async def test_mount_and_gc(client: TestClient) -> None:  # type: ignore[type-ar
     store: Store = client.store  # type: ignore[attr-defined]
     assert store.gc() == [d]
     assert store.gc() == []
+
+
+async def test_mount_needs_read_access_to_the_source(tmp_path: object) -> None:
+    """With token auth, a mount from a repository the token may not pull is no mount:
+    the registry starts an ordinary upload instead (the blob stays unreadable)."""
+    import base64
+    from pathlib import Path
+
+    import bcrypt
+
+    htpasswd = Path(str(tmp_path)) / "htpasswd"
+    htpasswd.write_text("u:" + bcrypt.hashpw(b"p", bcrypt.gensalt(4)).decode() + "\n")
+    store = Store(Memory())
+    async with TestClient(TestServer(build_app(store, str(htpasswd)))) as c:
+        basic = {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()}
+
+        async def token(*scopes: str) -> dict[str, str]:
+            r = await c.get("/token", params=[("service", "matou-registry")] +
+                            [("scope", s) for s in scopes], headers=basic)
+            return {"Authorization": f"Bearer {(await r.json())['token']}"}
+
+        data = b"secret layer"
+        one = await token("repository:one:push,pull")
+        r = await c.post(f"/v2/one/blobs/uploads/?digest={sha(data)}", data=data, headers=one)
+        assert r.status == 201
+        mount = f"/v2/two/blobs/uploads/?mount={sha(data)}&from=one"
+        r = await c.post(mount, headers=await token("repository:two:push,pull"))
+        assert r.status == 202  # may not read `one`: no mount
+        r = await c.post(mount, headers=await token("repository:two:push,pull",
+                                                    "repository:one:pull"))
+        assert r.status == 201
