@@ -145,9 +145,14 @@ def _kill_containers(d: Daemon) -> None:
 
 
 def netfilter_rules(prefix: str) -> list[str]:
-    """Every iptables line (filter and nat) that names one of the chains ``prefix*``."""
+    """Every iptables and ip6tables line (filter and nat) that names one of the chains
+    ``prefix*`` (ip6tables lines marked "v6")."""
     out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if prefix in line]
+    found = [line for line in out.splitlines() if prefix in line]
+    if shutil.which("ip6tables-save"):
+        out6 = subprocess.run(["ip6tables-save"], capture_output=True, text=True).stdout
+        found += [f"v6 {line}" for line in out6.splitlines() if prefix in line]
+    return found
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -165,19 +170,22 @@ def leftovers(d: Daemon) -> list[str]:
     rules = netfilter_rules(d.chain_prefix)
     if rules:
         found += rules
-        for table in ("filter", "nat"):
-            listing = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True,
-                                     text=True).stdout
-            for line in listing.splitlines():
-                if line.startswith("-A ") and d.chain_prefix in line.split(" -j ")[-1] \
-                        and not line.split()[1].startswith(d.chain_prefix):
-                    subprocess.run(["iptables", "-t", table, "-D", *line.split()[1:]],
+        for tool in ("iptables", "ip6tables"):
+            if not shutil.which(tool):
+                continue
+            for table in ("filter", "nat"):
+                listing = subprocess.run([tool, "-t", table, "-S"], capture_output=True,
+                                         text=True).stdout
+                for line in listing.splitlines():
+                    if line.startswith("-A ") and d.chain_prefix in line.split(" -j ")[-1] \
+                            and not line.split()[1].startswith(d.chain_prefix):
+                        subprocess.run([tool, "-t", table, "-D", *line.split()[1:]],
+                                       capture_output=True)
+                for chain in ("", "-FWD", "-POST"):
+                    subprocess.run([tool, "-t", table, "-F", d.chain_prefix + chain],
                                    capture_output=True)
-            for chain in ("", "-FWD", "-POST"):
-                subprocess.run(["iptables", "-t", table, "-F", d.chain_prefix + chain],
-                               capture_output=True)
-                subprocess.run(["iptables", "-t", table, "-X", d.chain_prefix + chain],
-                               capture_output=True)
+                    subprocess.run([tool, "-t", table, "-X", d.chain_prefix + chain],
+                                   capture_output=True)
     for m in mounts_under(d.run):
         found.append(f"mount {m}")
         subprocess.run(["umount", "-l", m], capture_output=True)

@@ -147,3 +147,52 @@ def test_compose_three_services(daemon: Daemon, busybox_archive: Path, tmp_path:
         down = compose("down", "-v")
     assert down.returncode == 0, down.stderr
     assert d.docker("network", "ls", "-q", "-f", "name=mt_").stdout == ""
+
+
+def test_ipv6_networks(daemon: Daemon, busybox_archive: Path) -> None:
+    """EnableIPv6: a given and an automatic (fd00::/8) /64 beside the IPv4 subnet; names
+    answer AAAA; --ip6; isolation of IPv6 between networks, none out of an internal one;
+    ip6tables rules there while a network has IPv6 and gone with it."""
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    d.docker("network", "create", "--ipv6", "--subnet", "fd42:77::/64", "six")
+    d.docker("network", "create", "--ipv6", "auto6")
+    d.docker("network", "create", "--ipv6", "--internal", "--subnet", "fd42:78::/64",
+             "inner6")
+    configs = json.loads(d.docker("network", "inspect", "-f", "{{json .IPAM.Config}}",
+                                  "six").stdout)
+    assert configs[1] == {"Subnet": "fd42:77::/64", "Gateway": "fd42:77::1"}
+    auto = json.loads(d.docker("network", "inspect", "-f", "{{json .IPAM.Config}}",
+                               "auto6").stdout)[1]["Subnet"]
+    assert auto.startswith("fd") and auto.endswith("::/64")
+    refused = d.docker("network", "create", "--subnet", "fd42:79::/64", "nov6", check=False)
+    assert refused.returncode != 0 and "IPv6" in refused.stderr
+    d.docker("run", "-d", "--name", "srv6", "--network", "six", "--ip6", "fd42:77::99",
+             "busybox", "sleep", "300")
+    d.docker("run", "-d", "--name", "other6", "--network", "auto6", "busybox", "sleep", "300")
+    ep = json.loads(d.docker("inspect", "-f", "{{json .NetworkSettings.Networks.six}}",
+                             "srv6").stdout)
+    assert (ep["GlobalIPv6Address"], ep["GlobalIPv6PrefixLen"], ep["IPv6Gateway"]) == \
+        ("fd42:77::99", 64, "fd42:77::1")
+    members = json.loads(d.docker("network", "inspect", "-f", "{{json .Containers}}",
+                                  "six").stdout)
+    assert [m["IPv6Address"] for m in members.values()] == ["fd42:77::99/64"]
+    same = d.docker("run", "--rm", "--network", "six", "busybox", "sh", "-c",
+                    "nslookup -type=AAAA srv6 127.0.0.11; ping -6 -c1 -W2 srv6").stdout
+    assert "fd42:77::99" in same and "1 packets received" in same
+    other_ip = json.loads(d.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                                   "other6").stdout)["auto6"]["GlobalIPv6Address"]
+    across = d.docker("run", "--rm", "--network", "six", "busybox", "ping", "-6", "-c1",
+                      "-W2", other_ip, check=False)
+    assert across.returncode != 0  # another network: not reachable
+    d.docker("network", "connect", "inner6", "srv6")
+    inner_ip = json.loads(d.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                                   "srv6").stdout)["inner6"]["GlobalIPv6Address"]
+    assert inner_ip.startswith("fd42:78::")
+    route = d.docker("run", "--rm", "--network", "inner6", "busybox", "ip", "-6",
+                     "route").stdout
+    assert "default" not in route
+    assert any(line.startswith("v6 ") for line in netfilter_rules(d.chain_prefix))
+    d.docker("rm", "-f", "srv6", "other6")
+    d.docker("network", "rm", "six", "auto6", "inner6")
+    assert not [r for r in netfilter_rules(d.chain_prefix) if r.startswith("v6 ")]

@@ -167,7 +167,12 @@ class NetworkService:
     def _bring_up(self, rec: dict[str, Any]) -> None:
         """The bridge of ``rec``: its subnet decided (and kept) once, its link made."""
         default = rec["Name"] == "bridge"
-        conf = (rec["IPAM"].get("Config") or [{}])[0] if rec["IPAM"].get("Config") else {}
+        configs: list[dict[str, Any]] = rec["IPAM"].get("Config") or []
+        conf: dict[str, Any] = next(
+            (c for c in configs if ":" not in str(c.get("Subnet", ""))), {})
+        conf6: dict[str, Any] = next(
+            (c for c in configs if ":" in str(c.get("Subnet", ""))), {}) \
+            if rec.get("EnableIPv6") else {}
         subnet, gateway, ip_range = conf.get("Subnet", ""), conf.get("Gateway", ""), \
             conf.get("IPRange", "")
         link = rec["Options"].get(_BRIDGE_NAME) or "br-" + rec["Id"][:12]
@@ -176,13 +181,16 @@ class NetworkService:
             subnet, gateway = str(iface.network), str(iface.ip)
         elif default or not rec.get("MatouUserSubnet"):
             taken = netlink.routed_networks(besides=link) + [
-                ipaddress.IPv4Network(s) for s in self._subnets(besides=rec["Id"])]
+                ipaddress.IPv4Network(s) for s in self._subnets(besides=rec["Id"])
+                if ":" not in s]
             subnet = bridges.free_subnet(taken, subnet)
             if conf.get("Subnet") != subnet:
                 gateway = ""
         net = bridges.BridgeNetwork(rec["Id"], rec["Name"], link, self.dir, subnet, gateway,
                                     int(rec["Options"].get(_MTU) or 1500),
-                                    bool(rec.get("Internal")), ip_range)
+                                    bool(rec.get("Internal")), ip_range,
+                                    conf6.get("Subnet", ""), conf6.get("Gateway", ""),
+                                    conf6.get("IPRange", ""))
         net.setup()
         new_conf = {"Subnet": net.subnet, "Gateway": net.gateway}
         if ip_range:
@@ -192,6 +200,10 @@ class NetworkService:
             for host, ip in conf["AuxiliaryAddresses"].items():
                 net.pool.allocate(f"aux:{host}", ip)
         rec["IPAM"]["Config"] = [new_conf]
+        if net.pool6 is not None:
+            rec["IPAM"]["Config"].append({**{k: v for k, v in conf6.items()},
+                                          "Subnet": str(net.pool6.subnet),
+                                          "Gateway": str(net.pool6.gateway)})
         rec["MatouBridge"] = link
         self.bridges[rec["Id"]] = net
 
@@ -237,7 +249,13 @@ class NetworkService:
             raise InvalidArgument("IPAM must be an object")
         if (ipam.get("Driver") or "default") != "default":
             raise NotFound(f'plugin "{ipam["Driver"]}" not found')
-        configs = [c for c in ipam.get("Config") or [] if ":" not in str(c.get("Subnet", ""))]
+        given = [c for c in ipam.get("Config") or [] if isinstance(c, dict)]
+        configs = [c for c in given if ":" not in str(c.get("Subnet", ""))]
+        configs6 = [c for c in given if ":" in str(c.get("Subnet", ""))]
+        enable6 = bool(body.get("EnableIPv6"))
+        if configs6 and not enable6:
+            raise InvalidArgument(f"IPv6 subnet {configs6[0]['Subnet']} given, but IPv6 is "
+                                  "not enabled on the network (EnableIPv6, --ipv6)")
         options = {str(k): str(v) for k, v in (body.get("Options") or {}).items()}
         async with self.lock:
             if any(r["Name"] == name for r in self.records.values()):
@@ -255,6 +273,15 @@ class NetworkService:
                     self._check_subnet(conf["Subnet"])
                     rec["MatouUserSubnet"] = True
                 rec["IPAM"]["Config"] = [conf]
+            if enable6:
+                conf6 = {k: configs6[0][k] for k in ("Subnet", "IPRange", "Gateway")
+                         if configs6 and configs6[0].get(k)}
+                if conf6.get("Subnet"):
+                    self._check_subnet(conf6["Subnet"])
+                    rec["MatouUserSubnet6"] = True
+                else:  # a unique local /64 of its own, as dockerd 27+ picks one
+                    conf6["Subnet"] = self._ula(rec["Id"])
+                rec["IPAM"]["Config"] = [*(rec["IPAM"]["Config"] or [{}]), conf6]
             if self.bridge_name == "none" or not self.ready:
                 raise FailedPrecondition("bridge networking is not available on this daemon")
             await asyncio.to_thread(self._create, rec)
@@ -263,12 +290,25 @@ class NetworkService:
 
     def _check_subnet(self, subnet: str) -> None:
         try:
-            net = ipaddress.IPv4Network(subnet, strict=False)
+            net = ipaddress.ip_network(subnet, strict=False)
         except ValueError as e:
             raise InvalidArgument(f"invalid subnet {subnet}: {e}") from e
         for other in self._subnets():
-            if net.overlaps(ipaddress.IPv4Network(other)):
+            theirs = ipaddress.ip_network(other, strict=False)
+            if theirs.version == net.version and net.overlaps(theirs):
                 raise FailedPrecondition("Pool overlaps with other one on this address space")
+
+    def _ula(self, ident: str) -> str:
+        """A unique local IPv6 /64 (fd00::/8) for network ``ident``, none other's."""
+        import hashlib
+
+        taken = [ipaddress.ip_network(x, strict=False) for x in self._subnets() if ":" in x]
+        for salt in range(64):
+            h = hashlib.sha256(f"{ident}:{salt}".encode()).digest()
+            net = ipaddress.IPv6Network((b"\xfd" + h[:7] + bytes(8), 64))
+            if not any(net.overlaps(t) for t in taken):
+                return str(net)
+        raise FailedPrecondition("could not find a free IPv6 subnet")
 
     def _create(self, rec: dict[str, Any]) -> None:
         self.records[rec["Id"]] = rec
@@ -355,10 +395,11 @@ class NetworkService:
     def _endpoint(self, rec: dict[str, Any], conf: dict[str, Any]) -> dict[str, Any]:
         aliases = conf.get("Aliases")
         ipam = conf.get("IPAMConfig") or None
-        if ipam and ipam.get("IPv4Address") and (rec["Name"] == "bridge"
-                                                 or not rec.get("MatouUserSubnet")):
+        if ipam and ((ipam.get("IPv4Address") and (rec["Name"] == "bridge" or
+                                                   not rec.get("MatouUserSubnet"))) or
+                     (ipam.get("IPv6Address") and not rec.get("MatouUserSubnet6"))):
             raise InvalidArgument("user specified IP address is supported only when "
-                                      "connecting to networks with user configured subnets")
+                                  "connecting to networks with user configured subnets")
         if aliases and rec["Name"] in PREDEFINED:
             raise InvalidArgument("network-scoped alias is supported only for containers in "
                                   "user defined networks")
@@ -420,8 +461,10 @@ class NetworkService:
             str(config.get("MacAddress") or "") if first else "")
         att = await asyncio.to_thread(
             net.attach, c.id, path, self.rules, self.ports, wanted,
-            ((ep.get("IPAMConfig") or {}).get("IPv4Address") or ""), ifname, first, mac)
-        mat["Endpoints"][rec["Id"]] = {"IP": att.ip, "HostIf": att.host_if, "Ifname": ifname}
+            ((ep.get("IPAMConfig") or {}).get("IPv4Address") or ""), ifname, first, mac,
+            ((ep.get("IPAMConfig") or {}).get("IPv6Address") or ""))
+        mat["Endpoints"][rec["Id"]] = {"IP": att.ip, "HostIf": att.host_if, "Ifname": ifname,
+                                       "IP6": att.ip6}
         if first:
             mat["IP"] = att.ip
             mat["Ports"] = docker_ports(att.ports, (config.get("ExposedPorts") or {}).keys())
@@ -431,7 +474,8 @@ class NetworkService:
             names = [c.name, *(ep.get("Aliases") or []), c.id[:12]]
         ep.update({"MacAddress": att.mac, "NetworkID": rec["Id"], "EndpointID": _new_id(),
                    "Gateway": att.gateway, "IPAddress": att.ip, "IPPrefixLen": att.prefixlen,
-                   "DNSNames": names})
+                   "IPv6Gateway": att.gateway6, "GlobalIPv6Address": att.ip6,
+                   "GlobalIPv6PrefixLen": att.prefixlen6, "DNSNames": names})
         if name == "bridge":  # the top-level fields speak of the default bridge only
             c.r["NetworkSettings"].update({
                 "EndpointID": ep["EndpointID"], "Gateway": att.gateway, "IPAddress": att.ip,
@@ -464,6 +508,7 @@ class NetworkService:
         macs = c.r.get("MatouMacs") or {}
         for name, ep in (settings.get("Networks") or {}).items():
             ep.update({"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                       "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
                        "MacAddress": macs.get(name, ""), "DNSNames": None})
         settings.update({"SandboxID": "", "SandboxKey": "", "Ports": {}, "EndpointID": "",
                          "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""})
@@ -545,6 +590,8 @@ class NetworkService:
                 if n in mine and ep.get("IPAddress") and name in (
                         x.lower() for x in ep.get("DNSNames") or []):
                     found.append(ep["IPAddress"])
+                    if ep.get("GlobalIPv6Address"):
+                        found.append(ep["GlobalIPv6Address"])
         return found or None
 
     def resolv_conf(self, c: Container, host_text: str) -> str:
@@ -571,7 +618,9 @@ class NetworkService:
                 members[c.id] = {"Name": c.name, "EndpointID": ep["EndpointID"],
                                  "MacAddress": ep["MacAddress"],
                                  "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}",
-                                 "IPv6Address": ""}
+                                 "IPv6Address": f"{ep['GlobalIPv6Address']}/"
+                                 f"{ep['GlobalIPv6PrefixLen']}"
+                                 if ep.get("GlobalIPv6Address") else ""}
         out["Containers"] = members
         return out
 

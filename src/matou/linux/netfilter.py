@@ -21,29 +21,32 @@ def _tool(name: str) -> str:
     return path
 
 
-def available() -> bool:
-    return (shutil.which("iptables-restore", path="/usr/sbin:/sbin:/usr/bin:/bin")
-            is not None)
+def available(v6: bool = False) -> bool:
+    name = "ip6tables-restore" if v6 else "iptables-restore"
+    return shutil.which(name, path="/usr/sbin:/sbin:/usr/bin:/bin") is not None
 
 
-def restore(batch: str) -> None:
-    """Apply an iptables-restore batch (``*table`` … ``COMMIT`` sections) atomically."""
-    p = subprocess.run([_tool("iptables-restore"), "--noflush", "-w", "5"], input=batch,
+def restore(batch: str, v6: bool = False) -> None:
+    """Apply an iptables-restore batch (``*table`` … ``COMMIT`` sections) atomically;
+    ``v6``: to ip6tables."""
+    tool = "ip6tables-restore" if v6 else "iptables-restore"
+    p = subprocess.run([_tool(tool), "--noflush", "-w", "5"], input=batch,
                        capture_output=True, text=True, timeout=30)
     if p.returncode != 0:
-        raise SystemError_(f"iptables-restore: {p.stderr.strip()}", "rules", 22)
+        raise SystemError_(f"{tool}: {p.stderr.strip()}", "rules", 22)
 
 
-def run(*args: str) -> bool:
-    """One iptables command; True on success (``-C`` answers a question this way)."""
-    p = subprocess.run([_tool("iptables"), "-w", "5", *args], capture_output=True, text=True,
-                       timeout=30)
+def run(*args: str, v6: bool = False) -> bool:
+    """One iptables (``v6``: ip6tables) command; True on success (``-C`` answers a
+    question this way)."""
+    p = subprocess.run([_tool("ip6tables" if v6 else "iptables"), "-w", "5", *args],
+                       capture_output=True, text=True, timeout=30)
     return p.returncode == 0
 
 
-def chains(table: str) -> set[str]:
-    p = subprocess.run([_tool("iptables"), "-w", "5", "-t", table, "-S"], capture_output=True,
-                       text=True, timeout=30)
+def chains(table: str, v6: bool = False) -> set[str]:
+    p = subprocess.run([_tool("ip6tables" if v6 else "iptables"), "-w", "5", "-t", table,
+                        "-S"], capture_output=True, text=True, timeout=30)
     return {line.split()[1] for line in p.stdout.splitlines() if line.startswith("-N ")}
 
 

@@ -28,6 +28,12 @@ class Endpoint(NamedTuple):
     gateway: str              # 172.17.0.1 ("" for none: an internal network)
     mac: str                  # 02:42:ac:11:00:02
     mtu: int
+    address6: str = ""        # fd12:3456::2 on a network with IPv6
+    prefixlen6: int = 0
+    gateway6: str = ""
+
+
+IFA_F_NODAD = 0x02  # no duplicate address detection: the address works at once
 
 
 def _fail(what: str, operand: str, e: NetlinkError) -> SystemError_:
@@ -44,9 +50,10 @@ def exists(name: str) -> bool:
         return _index(ipr, name) is not None
 
 
-def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500) -> None:
-    """A bridge ``name`` with ``gateway/prefixlen`` on it, up; created when missing,
-    left alone (but addressed and up) when it is there."""
+def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500,
+                  gateway6: str = "", prefixlen6: int = 0) -> None:
+    """A bridge ``name`` with ``gateway/prefixlen`` (and ``gateway6/prefixlen6``) on it,
+    up; created when missing, left alone (but addressed and up) when it is there."""
     with IPRoute() as ipr:
         try:
             idx = _index(ipr, name)
@@ -55,12 +62,25 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500) -> N
                 idx = _index(ipr, name)
             assert idx is not None
             have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
-                    for a in ipr.get_addr(index=idx, family=2)}
+                    for a in ipr.get_addr(index=idx)}
             if (gateway, prefixlen) not in have:
                 ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
+            if gateway6:
+                _ipv6_on(name)
+                if (str(ipaddress.IPv6Address(gateway6)), prefixlen6) not in have:
+                    ipr.addr("add", index=idx, address=gateway6, prefixlen=prefixlen6,
+                             IFA_FLAGS=IFA_F_NODAD)
             ipr.link("set", index=idx, state="up")
         except NetlinkError as e:
             raise _fail("set up bridge", name, e) from e
+
+
+def _ipv6_on(ifname: str) -> None:
+    """IPv6 enabled on a link of the current namespace (a host may disable it by default)."""
+    path = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
+    if os.path.exists(path):
+        with open(path, "w") as f:
+            f.write("0")
 
 
 def delete_link(name: str) -> bool:
@@ -148,8 +168,14 @@ def _configure(ep: Endpoint) -> None:
                 raise SystemError_("find veth peer", ep.ifname, 19)
             ipr.link("set", index=idx, address=ep.mac)
             ipr.addr("add", index=idx, address=ep.address, prefixlen=ep.prefixlen)
+            if ep.address6:
+                _ipv6_on(ep.ifname)
+                ipr.addr("add", index=idx, address=ep.address6, prefixlen=ep.prefixlen6,
+                         IFA_FLAGS=IFA_F_NODAD)
             ipr.link("set", index=idx, state="up")
             if ep.gateway:
                 ipr.route("add", dst="0.0.0.0/0", gateway=ep.gateway)
+            if ep.gateway6:
+                ipr.route("add", dst="::/0", gateway=ep.gateway6, family=10)
         except NetlinkError as e:
             raise _fail("configure interface", ep.ifname, e) from e

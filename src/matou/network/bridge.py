@@ -3,6 +3,7 @@ far end lives in the container's network namespace.
 
     host                                   container netns (pinned at <exec-root>/netns/<id>)
     matou0 172.18.0.1/16 ── vethXXXXXXX ═══ eth0 172.18.0.2/16, default via 172.18.0.1
+       │  (fd..::1/64 with IPv6)              (fd..::2/64, default via fd..::1)
        │                                   lo up
        └─ FORWARD / NAT rules: matou.network.firewall
 
@@ -38,6 +39,9 @@ class Attachment(NamedTuple):
     mac: str
     host_if: str
     ports: tuple[PortMap, ...]
+    ip6: str = ""         # with IPv6 on the network
+    prefixlen6: int = 0
+    gateway6: str = ""
 
 
 def free_subnet(taken: list[ipaddress.IPv4Network], own: str = "") -> str:
@@ -62,6 +66,18 @@ class Rules:
         for j in self.fw.jumps():
             if not netfilter.run("-t", j.table, "-C", j.chain, *j.spec.split()):
                 netfilter.run("-t", j.table, "-I", j.chain, "1", *j.spec.split())
+        # ip6tables only while a network has IPv6
+        if not netfilter.available(v6=True):
+            return
+        if any(link.subnet6 for link in links):
+            netfilter.restore(self.fw.batch(self.fw.forward_rules(links, v6=True),
+                                            declare=True, v6=True), v6=True)
+            for j in self.fw.jumps(v6=True):
+                if not netfilter.run("-t", j.table, "-C", j.chain, *j.spec.split(), v6=True):
+                    netfilter.run("-t", j.table, "-I", j.chain, "1", *j.spec.split(),
+                                  v6=True)
+        elif self.fw.fwd in netfilter.chains("filter", v6=True):
+            self._remove(v6=True)
 
     def add(self, rules: list[Rule]) -> None:
         if rules:
@@ -72,24 +88,35 @@ class Rules:
             netfilter.run("-t", r.table, "-D", r.chain, *r.spec.split())
 
     def remove_all(self) -> None:
-        for j in self.fw.jumps():
-            while netfilter.run("-t", j.table, "-D", j.chain, *j.spec.split()):
+        self._remove(v6=False)
+        if netfilter.available(v6=True):
+            self._remove(v6=True)
+
+    def _remove(self, v6: bool) -> None:
+        for j in self.fw.jumps(v6):
+            while netfilter.run("-t", j.table, "-D", j.chain, *j.spec.split(), v6=v6):
                 pass
-        for table, chain in self.fw.chains():
-            netfilter.run("-t", table, "-F", chain)
-            netfilter.run("-t", table, "-X", chain)
+        for table, chain in self.fw.chains(v6):
+            netfilter.run("-t", table, "-F", chain, v6=v6)
+            netfilter.run("-t", table, "-X", chain, v6=v6)
 
 
 class BridgeNetwork:
     def __init__(self, ident: str, name: str, bridge: str, state_dir: str, subnet: str,
                  gateway: str = "", mtu: int = 1500, internal: bool = False,
-                 ip_range: str = "") -> None:
+                 ip_range: str = "", subnet6: str = "", gateway6: str = "",
+                 ip_range6: str = "") -> None:
         self.id = ident
         self.name = name
         self.bridge = bridge
         self.mtu = mtu
         self.internal = internal
         self.pool = Pool(os.path.join(state_dir, f"{ident}.json"), subnet, gateway, ip_range)
+        # IPv6 (EnableIPv6): a second pool, addresses beside the IPv4 ones
+        self.pool6 = Pool(os.path.join(state_dir, f"{ident}-v6.json"), subnet6, gateway6,
+                          ip_range6) if subnet6 else None
+        if self.pool6 is not None and self.pool6.version != 6:
+            raise FailedPrecondition(f"{subnet6} is not an IPv6 subnet")
 
     @property
     def subnet(self) -> str:
@@ -100,10 +127,13 @@ class BridgeNetwork:
         return str(self.pool.gateway)
 
     def link(self) -> Link:
-        return Link(self.bridge, self.subnet, self.internal)
+        return Link(self.bridge, self.subnet, self.internal,
+                    str(self.pool6.subnet) if self.pool6 is not None else "")
 
     def setup(self) -> None:
-        netlink.ensure_bridge(self.bridge, self.gateway, self.pool.prefixlen, self.mtu)
+        six = self.pool6
+        netlink.ensure_bridge(self.bridge, self.gateway, self.pool.prefixlen, self.mtu,
+                              str(six.gateway) if six else "", six.prefixlen if six else 0)
         # the loopback path: 127.0.0.1:PORT DNATed out of this bridge must not be martian
         netfilter.sysctl(f"net.ipv4.conf.{self.bridge}.route_localnet", "1")
 
@@ -112,18 +142,27 @@ class BridgeNetwork:
 
     def attach(self, owner: str, netns_path: str, rules: Rules, ports: Allocator,
                wanted: list[Request], ip: str = "", ifname: str = "eth0",
-               default_route: bool = True, mac: str = "") -> Attachment:
+               default_route: bool = True, mac: str = "", ip6: str = "") -> Attachment:
         """``owner``'s interface ``ifname`` on this bridge, inside its namespace; the
         published ``wanted`` ports lead to it."""
         addr = self.pool.allocate(owner, ip)
+        six = self.pool6
+        try:
+            addr6 = six.allocate(owner, ip6) if six is not None else ""
+        except BaseException:
+            self.pool.release(owner)
+            raise
         mac = mac.lower() or mac_for(addr)
         host_if = "veth" + hashlib.sha256(f"{owner}:{self.id}".encode()).hexdigest()[:7]
         maps: list[PortMap] = []
         try:
             netlink.delete_link(host_if)  # a leftover of a crash between attach and detach
-            gateway = self.gateway if default_route and not self.internal else ""
+            routed = default_route and not self.internal
+            gateway = self.gateway if routed else ""
+            gateway6 = str(six.gateway) if six is not None and routed else ""
             netlink.add_veth(host_if, self.bridge, netns_path, netlink.Endpoint(
-                ifname, addr, self.pool.prefixlen, gateway, mac, self.mtu))
+                ifname, addr, self.pool.prefixlen, gateway, mac, self.mtu, addr6,
+                six.prefixlen if six is not None else 0, gateway6))
             if wanted:
                 maps = ports.allocate(owner, wanted)
                 rules.add([r for m in maps for r in rules.fw.port_rules(addr, m)])
@@ -132,9 +171,12 @@ class BridgeNetwork:
                 ports.release(owner)
             netlink.delete_link(host_if)
             self.pool.release(owner)
+            if six is not None:
+                six.release(owner)
             raise
         return Attachment(self.id, addr, self.pool.prefixlen, self.gateway, mac, host_if,
-                          tuple(maps))
+                          tuple(maps), addr6, six.prefixlen if six is not None else 0,
+                          str(six.gateway) if six is not None else "")
 
     def detach(self, owner: str, att: Attachment, rules: Rules, ports: Allocator,
                unplug: bool = False) -> None:
@@ -147,6 +189,8 @@ class BridgeNetwork:
         if unplug:
             netlink.delete_link(att.host_if)
         self.pool.release(owner)
+        if self.pool6 is not None:
+            self.pool6.release(owner)
 
 
 def new_sandbox(path: str) -> None:

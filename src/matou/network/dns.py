@@ -150,8 +150,12 @@ class Server:
             return forwarded if forwarded is not None else _reply(query, dns.rcode.SERVFAIL)
         reply = dns.message.make_response(query)
         reply.flags |= dns.flags.RA
-        if q.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY) and ips:
-            reply.answer.append(dns.rrset.from_text_list(q.name, TTL, "IN", "A", ips))
+        v4 = [ip for ip in ips if ":" not in ip]
+        v6 = [ip for ip in ips if ":" in ip]
+        if q.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY) and v4:
+            reply.answer.append(dns.rrset.from_text_list(q.name, TTL, "IN", "A", v4))
+        if q.rdtype in (dns.rdatatype.AAAA, dns.rdatatype.ANY) and v6:
+            reply.answer.append(dns.rrset.from_text_list(q.name, TTL, "IN", "AAAA", v6))
         return bytes(reply.to_wire())
 
     async def _forward(self, data: bytes, tcp: bool) -> bytes | None:

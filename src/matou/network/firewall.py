@@ -8,7 +8,9 @@ ones, so that its rules come first, are found again by name, and go without a tr
     nat    POSTROUTING  -j P-POST         masquerade out, loopback path, hairpin
 
 ``P`` is MATOU for the default bridge matou0, else derived from the bridge name, so that
-two daemons on one host (tests, peers) never touch each other's rules.
+two daemons on one host (tests, peers) never touch each other's rules. Networks with IPv6
+get the same forwarding rules and masquerading in ip6tables (P-FWD and P-POST only: no
+port is published on IPv6).
 
 May import: network, errors.
 """
@@ -24,6 +26,7 @@ class Link(NamedTuple):
     bridge: str
     subnet: str
     internal: bool = False
+    subnet6: str = ""   # with IPv6 on the network
 
 
 class Rule(NamedTuple):
@@ -39,31 +42,39 @@ class Firewall:
         self.fwd = self.prefix + "-FWD"
         self.post = self.prefix + "-POST"
 
-    def jumps(self) -> list[Rule]:
+    def jumps(self, v6: bool = False) -> list[Rule]:
+        if v6:
+            return [Rule("filter", "FORWARD", f"-j {self.fwd}"),
+                    Rule("nat", "POSTROUTING", f"-j {self.post}")]
         return [Rule("filter", "FORWARD", f"-j {self.fwd}"),
                 Rule("nat", "PREROUTING", f"-m addrtype --dst-type LOCAL -j {self.dnat}"),
                 Rule("nat", "OUTPUT", f"-m addrtype --dst-type LOCAL -j {self.dnat}"),
                 Rule("nat", "POSTROUTING", f"-j {self.post}")]
 
-    def chains(self) -> list[tuple[str, str]]:
+    def chains(self, v6: bool = False) -> list[tuple[str, str]]:
+        if v6:
+            return [("filter", self.fwd), ("nat", self.post)]
         return [("filter", self.fwd), ("nat", self.dnat), ("nat", self.post)]
 
-    def link_rules(self, link: Link) -> list[Rule]:
+    def link_rules(self, link: Link, v6: bool = False) -> list[Rule]:
         br = link.bridge
+        subnet = link.subnet6 if v6 else link.subnet
         rules = [Rule("filter", self.fwd,
                       f"-o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
                  Rule("filter", self.fwd, f"-o {br} -m conntrack --ctstate DNAT -j ACCEPT"),
                  Rule("filter", self.fwd, f"-i {br} -o {br} -j ACCEPT")]
         if not link.internal:
             rules += [Rule("filter", self.fwd, f"-i {br} ! -o {br} -j ACCEPT"),
-                      Rule("nat", self.post, f"-s {link.subnet} ! -o {br} -j MASQUERADE"),
+                      Rule("nat", self.post, f"-s {subnet} ! -o {br} -j MASQUERADE"),
                       Rule("nat", self.post, f"-o {br} -m addrtype --src-type LOCAL "
                                              "-j MASQUERADE")]
         return rules
 
-    def forward_rules(self, links: list[Link]) -> list[Rule]:
+    def forward_rules(self, links: list[Link], v6: bool = False) -> list[Rule]:
         """Isolation first — no bridge of ours forwards to another, an internal one to
-        nowhere — then each bridge's accepts."""
+        nowhere — then each bridge's accepts (``v6``: of the bridges with IPv6)."""
+        if v6:
+            links = [link for link in links if link.subnet6]
         drops: list[Rule] = []
         for a in links:
             drops += [Rule("filter", self.fwd, f"-i {a.bridge} -o {b.bridge} -j DROP")
@@ -71,7 +82,7 @@ class Firewall:
             if a.internal:
                 drops += [Rule("filter", self.fwd, f"-i {a.bridge} ! -o {a.bridge} -j DROP"),
                           Rule("filter", self.fwd, f"-o {a.bridge} ! -i {a.bridge} -j DROP")]
-        return drops + [r for link in links for r in self.link_rules(link)]
+        return drops + [r for link in links for r in self.link_rules(link, v6)]
 
     def port_rules(self, ip: str, m: PortMap) -> list[Rule]:
         dst = "" if m.host_ip in ("", "0.0.0.0") else f"-d {m.host_ip}/32 "
@@ -80,12 +91,12 @@ class Firewall:
                 Rule("nat", self.post, f"-s {ip}/32 -d {ip}/32 -p {m.proto} -m {m.proto} "
                                        f"--dport {m.container_port} -j MASQUERADE")]
 
-    def batch(self, rules: list[Rule], declare: bool = False) -> str:
+    def batch(self, rules: list[Rule], declare: bool = False, v6: bool = False) -> str:
         """An iptables-restore batch appending ``rules``; with ``declare``, our chains are
         created (or flushed) first."""
         out: list[str] = []
         for table in ("filter", "nat"):
-            lines = [f":{c} - [0:0]" for t, c in self.chains() if declare and t == table]
+            lines = [f":{c} - [0:0]" for t, c in self.chains(v6) if declare and t == table]
             lines += [f"-A {r.chain} {r.spec}" for r in rules if r.table == table]
             if lines:
                 out += [f"*{table}", *lines, "COMMIT"]

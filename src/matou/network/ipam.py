@@ -1,4 +1,4 @@
-"""IPv4 address management for one subnet: the gateway first, then addresses handed out
+"""IPv4 and IPv6 address management for one subnet: the gateway first, then addresses handed out
 in turn (a freed address is not the next one given, as on Docker, so a stale ARP entry
 or connection does not reach a new container), recorded in a JSON file that survives
 daemon restarts.
@@ -11,6 +11,7 @@ May import: linux, errors.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import threading
 from typing import Any
@@ -18,24 +19,32 @@ from typing import Any
 from matou.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from matou.linux import jsonfile
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 
 class Pool:
     def __init__(self, path: str, subnet: str, gateway: str = "",
                  ip_range: str = "") -> None:
         try:
-            self.subnet = ipaddress.IPv4Network(subnet, strict=False)
-            self.range = ipaddress.IPv4Network(ip_range, strict=False) if ip_range \
+            self.subnet = ipaddress.ip_network(subnet, strict=False)
+            self.range = ipaddress.ip_network(ip_range, strict=False) if ip_range \
                 else self.subnet
         except ValueError as e:
             raise InvalidArgument(f"invalid subnet {subnet!r}: {e}") from e
-        if self.subnet.prefixlen > 30:
+        if self.subnet.prefixlen > self.subnet.max_prefixlen - 2:
             raise InvalidArgument(f"subnet {subnet} is too small for containers")
-        if not self.range.subnet_of(self.subnet):
+        if self.range.version != self.subnet.version or \
+                not self.range.subnet_of(self.subnet):  # type: ignore[arg-type]
             raise InvalidArgument(f"ip range {ip_range} is not in subnet {subnet}")
-        gw = ipaddress.IPv4Address(gateway) if gateway else self.subnet.network_address + 1
+        try:
+            gw = ipaddress.ip_address(gateway) if gateway else \
+                self.subnet.network_address + 1
+        except ValueError as e:
+            raise InvalidArgument(f"invalid gateway {gateway!r}: {e}") from e
         if gw not in self.subnet:
             raise InvalidArgument(f"gateway {gw} is not in subnet {subnet}")
-        self.gateway = gw
+        self.gateway: Address = gw
+        self.version = self.subnet.version
         self.path = path
         self.lock = threading.Lock()
         state = jsonfile.read(path, dict) if os.path.exists(path) else {}
@@ -52,8 +61,13 @@ class Pool:
     def _save(self) -> None:
         jsonfile.write_atomic(self.path, self.state)
 
-    def _taken(self) -> set[ipaddress.IPv4Address]:
-        return {ipaddress.IPv4Address(ip) for ip in self.state["Allocations"].values()}
+    def _taken(self) -> set[Address]:
+        return {ipaddress.ip_address(ip) for ip in self.state["Allocations"].values()}
+
+    def _reserved(self) -> tuple[Address, ...]:
+        # IPv4's network and broadcast addresses; IPv6's subnet-router anycast
+        return (self.subnet.network_address,) if self.version == 6 else (
+            self.subnet.network_address, self.subnet.broadcast_address)
 
     def allocate(self, owner: str, wanted: str = "") -> str:
         """An address for ``owner`` (the same one again if it already has one)."""
@@ -64,11 +78,12 @@ class Pool:
             taken = self._taken() | {self.gateway}
             if wanted:
                 try:
-                    ip = ipaddress.IPv4Address(wanted)
+                    ip = ipaddress.ip_address(wanted)
                 except ValueError as e:
-                    raise InvalidArgument(f"invalid IPv4 address {wanted!r}") from e
-                if ip not in self.subnet or ip in (self.subnet.network_address,
-                                                   self.subnet.broadcast_address):
+                    raise InvalidArgument(f"invalid IPv{self.version} address "
+                                          f"{wanted!r}") from e
+                if ip.version != self.version or ip not in self.subnet or \
+                        ip in self._reserved():
                     raise InvalidArgument(f"address {ip} is not usable in {self.subnet}")
                 if ip in taken:
                     raise AlreadyExists(f"Address already in use: {ip}")
@@ -79,20 +94,21 @@ class Pool:
             self._save()
             return str(ip)
 
-    def _next(self, taken: set[ipaddress.IPv4Address]) -> ipaddress.IPv4Address:
+    def _next(self, taken: set[Address]) -> Address:
         first = int(self.range.network_address) + 1
-        last = int(self.range.broadcast_address) - 1
-        start = int(ipaddress.IPv4Address(self.state["Last"])) + 1 if self.state["Last"] \
+        last = int(self.range.broadcast_address) - (1 if self.version == 4 else 0)
+        start = int(ipaddress.ip_address(self.state["Last"])) + 1 if self.state["Last"] \
             else first
         if not first <= start <= last:
             start = first
-        for n in (*range(start, last + 1), *range(first, start)):
-            ip = ipaddress.IPv4Address(n)
-            if ip not in taken and ip not in (self.subnet.network_address,
-                                              self.subnet.broadcast_address):
+        reserved = self._reserved()
+        # lazily: an IPv6 range has 2**64 addresses
+        for n in itertools.chain(range(start, last + 1), range(first, start)):
+            ip = ipaddress.ip_address(n) if self.version == 4 else ipaddress.IPv6Address(n)
+            if ip not in taken and ip not in reserved:
                 return ip
-        raise FailedPrecondition(f"no available IPv4 addresses on this network's "
-                                 f"address pools: {self.range}")
+        raise FailedPrecondition(f"no available IPv{self.version} addresses on this "
+                                 f"network's address pools: {self.range}")
 
     def release(self, owner: str) -> None:
         with self.lock:
