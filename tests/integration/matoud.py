@@ -34,6 +34,7 @@ class Daemon:
         self.data = tmp / "data"
         self.sock = self.run / "matou.sock"
         self.log = tmp / "matoud.log"
+        self.extra: list[str] = []  # more matoud options, for the next start
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -44,7 +45,8 @@ class Daemon:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [MATOUD, "-H", self.host, "--data-root", str(self.data), "--exec-root",
-                 str(self.run), "--config-file", "/nonexistent", "--bridge", self.bridge],
+                 str(self.run), "--config-file", "/nonexistent", "--bridge", self.bridge,
+                 *self.extra],
                 stdout=log, stderr=log)
         deadline = time.monotonic() + 20
         while not self._ping():

@@ -474,7 +474,7 @@ RUN_FLAGS = [
     "--pids-limit", "50", "--oom-score-adj", "100", "--group-add", "10", "--cap-add",
     "NET_ADMIN", "--cap-drop", "MKNOD", "--read-only", "--security-opt", "no-new-privileges",
     "--init", "--restart", "on-failure:3", "--ipc", "shareable", "--log-opt", "max-size=1m",
-    "-i", "-t"]
+    "--cgroup-parent", "mtparent", "-i", "-t"]
 
 
 def test_run_flags_make_the_same_container(daemon: Daemon, busybox_archive: Path) -> None:
@@ -500,6 +500,6 @@ def test_run_flags_make_the_same_container(daemon: Daemon, busybox_archive: Path
                             "MemoryReservation", "CpuShares", "CpusetCpus", "NanoCpus",
                             "PidsLimit", "OomScoreAdj", "GroupAdd", "CapAdd", "CapDrop",
                             "ReadonlyRootfs", "SecurityOpt", "Init", "RestartPolicy",
-                            "IpcMode", "LogConfig", "NetworkMode"])):
+                            "IpcMode", "LogConfig", "NetworkMode", "CgroupParent"])):
         for key in keys:
             assert seen[0][part].get(key) == seen[1][part].get(key), (part, key)

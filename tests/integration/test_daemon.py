@@ -588,3 +588,46 @@ def test_devices_sysctls_namespaces_dns_and_volumes_from(daemon: Daemon,
                  "cat /data/x; touch /data/y", check=False)
     assert shared.stdout == "shared\n" and "Read-only" in shared.stderr
     d.docker("rm", "-v", "donor")
+
+
+def test_daemon_seccomp_profile_and_cgroup_parent(daemon: Daemon, busybox_archive: Path,
+                                                  tmp_path: Path) -> None:
+    """matoud --seccomp-profile FILE is every container's default (not a privileged
+    one's, not over --security-opt); --cgroup-parent places the cgroup, stats follow."""
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
+    bad = subprocess.run([MATOUD, "--seccomp-profile", str(tmp_path / "missing.json"),
+                          "-H", f"unix://{tmp_path}/bad.sock", "--data-root",
+                          str(tmp_path / "bad"), "--exec-root", str(tmp_path / "badrun"),
+                          "--config-file", "/nonexistent", "--bridge", "none"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--seccomp-profile" in bad.stderr
+    d.stop()
+    d.extra = ["--seccomp-profile", str(profile)]
+    d.start()
+    assert "profile=custom" in d.docker("info", "-f", "{{json .SecurityOptions}}").stdout
+    denied = d.docker("run", "--rm", "busybox", "mkdir", "/x", check=False)
+    assert denied.returncode != 0 and "Operation not permitted" in denied.stderr
+    d.docker("run", "--rm", "--security-opt", "seccomp=unconfined", "busybox", "mkdir", "/x")
+    d.docker("run", "--rm", "--privileged", "busybox", "mkdir", "/x")
+    parent = f"matou-test-parent-{uuid.uuid4().hex[:8]}"
+    try:
+        cid = d.docker("run", "-d", "--cgroup-parent", parent, "-m", "64m", "busybox",
+                       "sleep", "60").stdout.strip()
+        pid = d.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip()
+        with open(f"/proc/{pid}/cgroup") as f:
+            assert f"/{parent}/{cid}" in f.read()
+        usage = d.docker("stats", "--no-stream", "--format", "{{.MemUsage}}", cid).stdout
+        assert usage.split("/")[1].strip() == "64MiB"
+        d.docker("rm", "-f", cid)
+    finally:
+        for root, dirs, _ in os.walk("/sys/fs/cgroup", topdown=False):
+            for name in dirs:
+                if parent in os.path.join(root, name):
+                    try:
+                        os.rmdir(os.path.join(root, name))
+                    except OSError:
+                        pass

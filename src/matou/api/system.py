@@ -22,6 +22,12 @@ def _ping_headers() -> dict[str, str]:
             "Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"}
 
 
+def _profile_name(default: str) -> str:
+    """How info names the daemon's default seccomp profile (as dockerd does)."""
+    return "builtin" if not default else "unconfined" if default == "unconfined" \
+        else "custom"
+
+
 async def ping(request: web.Request) -> web.StreamResponse:
     body = "" if request.method == "HEAD" else "OK"
     return web.Response(text=body, content_type="text/plain", headers=_ping_headers())
@@ -80,7 +86,9 @@ async def info(request: web.Request) -> web.StreamResponse:
                   "ControlAvailable": False, "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": e.config.live_restore, "Isolation": "", "InitBinary": "",
         "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
-        "SecurityOptions": ["name=seccomp,profile=builtin"], "Warnings": [],
+        "SecurityOptions": [
+            f"name=seccomp,profile={_profile_name(e.config.seccomp_profile)}"],
+        "Warnings": [],
     })
 
 

@@ -590,6 +590,7 @@ def _run_args(p: Parser, create_only: bool = False) -> None:
     p.add_argument("--ipc")
     p.add_argument("--uts")
     p.add_argument("--stop-timeout", type=int)
+    p.add_argument("--cgroup-parent")
     p.add_argument("--runtime")
     p.add_argument("--platform")
     p.add_argument("--pull", default="missing", choices=["always", "missing", "never"])
@@ -728,6 +729,7 @@ def _create_body(a: Args) -> tuple[dict[str, Any], dict[str, Any] | None]:
                        ("Annotations", dict(x.split("=", 1) for x in a.annotation
                                             if "=" in x)),
                        ("PidMode", a.pid), ("IpcMode", a.ipc), ("UTSMode", a.uts),
+                       ("CgroupParent", a.cgroup_parent),
                        ("Runtime", a.runtime), ("CpuShares", a.cpu_shares),
                        ("CpuPeriod", a.cpu_period), ("CpuQuota", a.cpu_quota),
                        ("CpusetCpus", a.cpuset_cpus), ("CpusetMems", a.cpuset_mems),

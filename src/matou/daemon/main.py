@@ -61,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
                    help="the default bridge network's link (default matou0; none: no bridge)")
     p.add_argument("--bip", default=None, help="the default bridge's gateway address and "
                    "prefix, e.g. 172.18.0.1/16 (default: the first free Docker pool)")
+    p.add_argument("--seccomp-profile", default=None,
+                   help="the containers' default seccomp profile: a JSON file, "
+                   "'unconfined', or 'builtin' (Docker's, the default)")
     p.add_argument("-D", "--debug", action="store_true")
     p.add_argument("-l", "--log-level", default=None,
                    choices=["debug", "info", "warn", "error", "fatal"])
@@ -75,7 +78,7 @@ _CONFIG_KEYS = {
     "registry-mirrors": "registry_mirror", "labels": "label", "live-restore": "live_restore",
     "debug": "debug", "log-level": "log_level", "pidfile": "pidfile",
     "snapshotter": "snapshotter", "insecure-tcp": "insecure_tcp", "bridge": "bridge",
-    "bip": "bip",
+    "bip": "bip", "seccomp-profile": "seccomp_profile",
 }
 
 
@@ -133,6 +136,24 @@ def _tls_context(a: argparse.Namespace) -> ssl.SSLContext | None:
     return ctx
 
 
+def _seccomp_profile(choice: str | None) -> str:
+    """--seccomp-profile as the engine takes it: "", "unconfined", or the file's JSON,
+    checked now so that a bad profile stops the daemon rather than every container."""
+    if not choice or choice == "builtin":
+        return ""
+    if choice == "unconfined":
+        return choice
+    from matou.engine import seccomp_profile
+
+    try:
+        with open(choice) as f:
+            text = f.read()
+        seccomp_profile.parse(text)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"matoud: --seccomp-profile {choice}: {e}") from e
+    return text
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -153,7 +174,7 @@ async def serve(a: argparse.Namespace, forks: ForkServer) -> None:
         debug=a.debug, labels=tuple(a.label), insecure_registries=tuple(a.insecure_registry),
         registry_mirrors=tuple(a.registry_mirror),
         live_restore=(a.live_restore or "true") == "true", bridge=a.bridge or "matou0",
-        bip=a.bip or ""), forks)
+        bip=a.bip or "", seccomp_profile=_seccomp_profile(a.seccomp_profile)), forks)
     try:
         await engine.networks.setup([c for c in engine.containers.all() if c.running])
     except Exception as e:  # the API still serves; containers on the bridge cannot start

@@ -33,6 +33,7 @@ class Config(NamedTuple):
     live_restore: bool = True
     bridge: str = "matou0"       # the default bridge's link name; "none": no bridge
     bip: str = ""                # its gateway address/prefix; "": the first free pool
+    seccomp_profile: str = ""    # the default profile: "" (Docker's), "unconfined", or JSON
 
 
 class Engine:
@@ -52,6 +53,7 @@ class Engine:
         self.containers = ContainerService(config.data_root, config.exec_root,
                                            self.images.store, self.events, forks,
                                            self.volumes, self.networks)
+        self.containers.seccomp_default = config.seccomp_profile
         self.execs = ExecService(self.containers)
 
     def info_host(self) -> dict[str, object]:

@@ -89,6 +89,7 @@ class ContainerService:
                  forks: ForkServer, volumes: VolumeService, networks: NetworkService) -> None:
         self.volumes = volumes
         self.networks = networks
+        self.seccomp_default = ""  # the daemon's --seccomp-profile (JSON text), or ""
         networks.members = lambda: list(self.containers.values())
         networks.save = self._save
         self.root = os.path.join(data_root, "containers")
@@ -420,7 +421,8 @@ class ContainerService:
         config = c.r["Config"] if not link_env else {
             **c.r["Config"], "Env": [*link_env, *(c.r["Config"].get("Env") or [])]}
         spec = specs.build(c.id, config, c.r["HostConfig"], image.config.config,
-                           rootfs, files, c.r.get("Mounts") or [], netns, self._joins(c))
+                           rootfs, files, c.r.get("Mounts") or [], netns, self._joins(c),
+                           self.seccomp_default)
         if spec["process"]["cwd"] != "/":
             os.makedirs(os.path.join(rootfs, spec["process"]["cwd"].lstrip("/")),
                         exist_ok=True)
@@ -1102,7 +1104,7 @@ def _sample(svc: ContainerService, c: Container) -> dict[str, Any]:
     from matou.cgroups import Manager
     from matou.errors import MatouError
 
-    cg = Manager(f"/matou/{c.id}")
+    cg = Manager(specs.cgroup_path(c.id, c.r["HostConfig"].get("CgroupParent")))
 
     def read(ctrl: str, name: str) -> str:
         try:

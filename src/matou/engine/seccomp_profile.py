@@ -539,19 +539,27 @@ def _choice(security_opt: Iterable[str]) -> str:
 
 
 def for_container(security_opt: list[str], caps: list[str],
-                  privileged: bool) -> dict[str, Any] | None:
+                  privileged: bool, daemon_default: str = "") -> dict[str, Any] | None:
     """The OCI ``linux.seccomp`` of a Docker container, or None for no filter.
 
     ``seccomp=unconfined`` → None; ``seccomp=<JSON>`` (the docker CLI sends the file's
     content) → that profile, even for a privileged container, as in Docker; otherwise
-    (``builtin`` or nothing) Docker's default, which a privileged container goes without.
-    ``caps`` is the container's bounding set.
+    the daemon's default (``daemon_default``: its --seccomp-profile, as JSON text, or
+    "unconfined"; "" or "builtin" for Docker's), which a privileged container goes
+    without. ``caps`` is the container's bounding set.
     """
     choice = _choice(security_opt)
     if choice == "unconfined":
         return None
     if choice in ("", "builtin"):
-        return None if privileged else resolve(DEFAULT, caps)
+        if privileged or daemon_default == "unconfined":
+            return None
+        if daemon_default not in ("", "builtin"):
+            profile = parse(daemon_default)
+            if not profile.default_action and not profile.rules:
+                return None
+            return resolve(profile, caps)
+        return resolve(DEFAULT, caps)
     profile = parse(choice)
     if not profile.default_action and not profile.rules:
         return None  # an empty profile turns seccomp off, as in Docker

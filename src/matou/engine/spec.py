@@ -118,10 +118,21 @@ NAMESPACE_MODES = {"PidMode": ("pid", ("", "host")),
                    "UTSMode": ("uts", ("", "host"))}
 
 
+def cgroup_path(container_id: str, parent: object = None) -> str:
+    """The container's cgroup: /matou/ID, or PARENT/ID (--cgroup-parent, cgroupfs style,
+    relative to the hierarchy's root)."""
+    base = "/" + str(parent).strip("/") if parent else "/matou"
+    return f"{base.rstrip('/')}/{container_id}"
+
+
 def check_host(host: dict[str, Any]) -> None:
     """Refuse at create what Docker refuses there: sysctls outside the container's own
     namespaces, namespace modes it does not know, devices that are not there."""
     network_host = host.get("NetworkMode") == "host"
+    parent = str(host.get("CgroupParent") or "")
+    if parent and (".." in parent.split("/") or parent.endswith(".slice")):
+        raise InvalidArgument(f"invalid cgroup parent {parent!r}: a cgroupfs path without "
+                              "'..' (systemd slices need the systemd cgroup driver)")
     for key in host.get("Sysctls") or {}:
         if not (key in NAMESPACED_SYSCTLS or key.startswith(NAMESPACED_PREFIXES)):
             raise InvalidArgument(f"sysctl '{key}' is not allowed")
@@ -183,7 +194,8 @@ def devices(host: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, 
 def build(container_id: str, config: dict[str, Any], host: dict[str, Any],
           image_config: dict[str, Any], rootfs: str, files: dict[str, str],
           volumes: list[dict[str, Any]] | None = None, netns: str | None = None,
-          joins: dict[str, str] | None = None) -> dict[str, Any]:
+          joins: dict[str, str] | None = None, seccomp_default: str = ""
+          ) -> dict[str, Any]:
     """The OCI spec of a container (``files`` maps /etc/hosts etc. to host paths;
     ``netns`` is the network namespace to join, None for a new one; ``joins`` maps pid,
     ipc and uts to another container's namespace path, or to "host" for none of its
@@ -269,7 +281,8 @@ def build(container_id: str, config: dict[str, Any], host: dict[str, Any],
         "ociVersion": "1.2.0", "process": process,
         "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
         "hostname": hostname, "mounts": mounts,
-        "linux": {"namespaces": namespaces, "cgroupsPath": f"/matou/{container_id}",
+        "linux": {"namespaces": namespaces,
+                  "cgroupsPath": cgroup_path(container_id, host.get("CgroupParent")),
                   "resources": resources,
                   "maskedPaths": [] if privileged else list(MASKED),
                   "readonlyPaths": [] if privileged else list(READONLY)},
@@ -278,7 +291,7 @@ def build(container_id: str, config: dict[str, Any], host: dict[str, Any],
         spec["linux"]["devices"] = nodes
     if host.get("Sysctls"):
         spec["linux"]["sysctl"] = {str(k): str(v) for k, v in host["Sysctls"].items()}
-    seccomp = seccomp_profile.for_container(security, caps, privileged)
+    seccomp = seccomp_profile.for_container(security, caps, privileged, seccomp_default)
     if seccomp is not None:
         spec["linux"]["seccomp"] = seccomp
     if mode == "host" or joins.get("uts"):  # the hostname is the namespace's owner's
