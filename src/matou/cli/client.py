@@ -539,6 +539,7 @@ def _run_args(p: Parser, create_only: bool = False) -> None:
     p.add_argument("--network", "--net", dest="network")
     p.add_argument("--network-alias", action="append", default=[])
     p.add_argument("--ip")
+    p.add_argument("--ip6")
     p.add_argument("--restart")
     p.add_argument("-m", "--memory")
     p.add_argument("--cpus", type=float)
@@ -791,10 +792,11 @@ def _create_body(a: Args) -> tuple[dict[str, Any], dict[str, Any] | None]:
             check["Retries"] = a.health_retries
         config["Healthcheck"] = check
     networking = None
-    if a.network and (a.network_alias or a.ip):
+    if a.network and (a.network_alias or a.ip or a.ip6):
         ep: dict[str, Any] = {"Aliases": a.network_alias or None}
-        if a.ip:
-            ep["IPAMConfig"] = {"IPv4Address": a.ip}
+        if a.ip or a.ip6:
+            ep["IPAMConfig"] = {k: v for k, v in (("IPv4Address", a.ip),
+                                                  ("IPv6Address", a.ip6)) if v}
         networking = {"EndpointsConfig": {a.network: ep}}
     return config, networking
 
