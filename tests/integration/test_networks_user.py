@@ -196,3 +196,27 @@ def test_ipv6_networks(daemon: Daemon, busybox_archive: Path) -> None:
     d.docker("rm", "-f", "srv6", "other6")
     d.docker("network", "rm", "six", "auto6", "inner6")
     assert not [r for r in netfilter_rules(d.chain_prefix) if r.startswith("v6 ")]
+
+
+def test_ipv6_on_the_default_bridge(daemon: Daemon, busybox_archive: Path) -> None:
+    """matoud --ipv6 --fixed-cidr-v6: the default bridge's containers get IPv6 addresses;
+    started again without it, the bridge drops its IPv6 subnet."""
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    d.stop()
+    d.extra = ["--ipv6", "--fixed-cidr-v6", "fd42:bb::/64"]
+    d.start()
+    d.docker("run", "-d", "--name", "b6", "busybox", "sleep", "300")
+    got = d.docker("inspect", "-f", "{{.NetworkSettings.GlobalIPv6Address}} "
+                   "{{.NetworkSettings.IPv6Gateway}}", "b6").stdout.split()
+    assert got[0].startswith("fd42:bb::") and got[1] == "fd42:bb::1"
+    ping = d.docker("run", "--rm", "busybox", "ping", "-6", "-c1", "-W2", got[0]).stdout
+    assert "1 packets received" in ping
+    d.docker("rm", "-f", "b6")
+    d.stop()
+    d.extra = []
+    d.start()
+    listing = subprocess.run(["ip", "-6", "addr", "show", d.bridge], capture_output=True,
+                             text=True).stdout
+    assert "fd42:bb" not in listing
+    assert "false" in d.docker("network", "inspect", "-f", "{{.EnableIPv6}}", "bridge").stdout

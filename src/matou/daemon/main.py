@@ -61,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
                    help="the default bridge network's link (default matou0; none: no bridge)")
     p.add_argument("--bip", default=None, help="the default bridge's gateway address and "
                    "prefix, e.g. 172.18.0.1/16 (default: the first free Docker pool)")
+    p.add_argument("--ipv6", action="store_true", help="IPv6 on the default bridge")
+    p.add_argument("--fixed-cidr-v6", default=None,
+                   help="the default bridge's IPv6 subnet (default: a unique local /64)")
     p.add_argument("--seccomp-profile", default=None,
                    help="the containers' default seccomp profile: a JSON file, "
                    "'unconfined', or 'builtin' (Docker's, the default)")
@@ -78,7 +81,8 @@ _CONFIG_KEYS = {
     "registry-mirrors": "registry_mirror", "labels": "label", "live-restore": "live_restore",
     "debug": "debug", "log-level": "log_level", "pidfile": "pidfile",
     "snapshotter": "snapshotter", "insecure-tcp": "insecure_tcp", "bridge": "bridge",
-    "bip": "bip", "seccomp-profile": "seccomp_profile",
+    "bip": "bip", "seccomp-profile": "seccomp_profile", "ipv6": "ipv6",
+    "fixed-cidr-v6": "fixed_cidr_v6",
 }
 
 
@@ -174,7 +178,8 @@ async def serve(a: argparse.Namespace, forks: ForkServer) -> None:
         debug=a.debug, labels=tuple(a.label), insecure_registries=tuple(a.insecure_registry),
         registry_mirrors=tuple(a.registry_mirror),
         live_restore=(a.live_restore or "true") == "true", bridge=a.bridge or "matou0",
-        bip=a.bip or "", seccomp_profile=_seccomp_profile(a.seccomp_profile)), forks)
+        bip=a.bip or "", seccomp_profile=_seccomp_profile(a.seccomp_profile),
+        ipv6=bool(a.ipv6), fixed_cidr_v6=a.fixed_cidr_v6 or ""), forks)
     try:
         await engine.networks.setup([c for c in engine.containers.all() if c.running])
     except Exception as e:  # the API still serves; containers on the bridge cannot start

@@ -34,6 +34,8 @@ class Config(NamedTuple):
     bridge: str = "matou0"       # the default bridge's link name; "none": no bridge
     bip: str = ""                # its gateway address/prefix; "": the first free pool
     seccomp_profile: str = ""    # the default profile: "" (Docker's), "unconfined", or JSON
+    ipv6: bool = False           # IPv6 on the default bridge
+    fixed_cidr_v6: str = ""      # its /64 ("": a unique local one)
 
 
 class Engine:
@@ -49,7 +51,8 @@ class Engine:
                                    self.events)
         self.volumes = VolumeService(config.data_root, self.events)
         self.networks = NetworkService(config.data_root, config.exec_root, self.events,
-                                       config.bridge, config.bip)
+                                       config.bridge, config.bip, config.ipv6,
+                                       config.fixed_cidr_v6)
         self.containers = ContainerService(config.data_root, config.exec_root,
                                            self.images.store, self.events, forks,
                                            self.volumes, self.networks)

@@ -67,7 +67,8 @@ def mode_of(c: Container) -> str:
 
 class NetworkService:
     def __init__(self, data_root: str, exec_root: str, events: EventBus,
-                 bridge: str = "matou0", bip: str = "") -> None:
+                 bridge: str = "matou0", bip: str = "", ipv6: bool = False,
+                 fixed_cidr_v6: str = "") -> None:
         self.dir = os.path.join(data_root, "network")
         self.sandboxes = os.path.join(exec_root, "netns")
         for d in (self.dir, self.sandboxes):
@@ -75,6 +76,8 @@ class NetworkService:
         self.events = events
         self.bridge_name = bridge
         self.bip = bip
+        self.ipv6 = ipv6 or bool(fixed_cidr_v6)  # IPv6 on the default bridge (--ipv6)
+        self.fixed_cidr_v6 = fixed_cidr_v6
         self.ports = Allocator()
         self.rules = bridges.Rules(Firewall(bridge))
         self.dns = dns.Server(self._lookup)
@@ -111,6 +114,23 @@ class NetworkService:
         for rec in self.records.values():
             if rec["Name"] == "bridge":
                 rec["Options"][_BRIDGE_NAME] = self.bridge_name
+                self._default_ipv6(rec)
+
+    def _default_ipv6(self, rec: dict[str, Any]) -> None:
+        """The default bridge has IPv6 as the daemon's options say, this start."""
+        configs = [c for c in rec["IPAM"].get("Config") or []
+                   if ":" not in str(c.get("Subnet", ""))]
+        if self.ipv6:
+            old: dict[str, Any] = next((c for c in rec["IPAM"].get("Config") or []
+                                        if ":" in str(c.get("Subnet", ""))), {})
+            subnet = self.fixed_cidr_v6 or old.get("Subnet") or self._ula(rec["Id"])
+            try:
+                ipaddress.IPv6Network(subnet, strict=False)
+            except ValueError as e:
+                raise InvalidArgument(f"--fixed-cidr-v6 {subnet}: {e}") from e
+            configs = [*(configs or [{}]), {"Subnet": subnet}]
+        rec["EnableIPv6"] = self.ipv6
+        rec["IPAM"]["Config"] = configs
 
     # -- lookup --------------------------------------------------------------------------------
 
@@ -479,7 +499,9 @@ class NetworkService:
         if name == "bridge":  # the top-level fields speak of the default bridge only
             c.r["NetworkSettings"].update({
                 "EndpointID": ep["EndpointID"], "Gateway": att.gateway, "IPAddress": att.ip,
-                "IPPrefixLen": att.prefixlen, "MacAddress": att.mac})
+                "IPPrefixLen": att.prefixlen, "MacAddress": att.mac,
+                "IPv6Gateway": att.gateway6, "GlobalIPv6Address": att.ip6,
+                "GlobalIPv6PrefixLen": att.prefixlen6})
 
     async def _unplug(self, c: Container, netid: str, unplug: bool) -> None:
         mat = c.r.get("MatouNet") or {}
@@ -511,7 +533,9 @@ class NetworkService:
                        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
                        "MacAddress": macs.get(name, ""), "DNSNames": None})
         settings.update({"SandboxID": "", "SandboxKey": "", "Ports": {}, "EndpointID": "",
-                         "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""})
+                         "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "",
+                         "IPv6Gateway": "", "GlobalIPv6Address": "",
+                         "GlobalIPv6PrefixLen": 0})
 
     # -- docker network connect / disconnect ----------------------------------------------
 

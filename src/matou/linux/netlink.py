@@ -65,9 +65,14 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500,
                     for a in ipr.get_addr(index=idx)}
             if (gateway, prefixlen) not in have:
                 ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
-            if gateway6:
+            want6 = (str(ipaddress.IPv6Address(gateway6)), prefixlen6) if gateway6 else None
+            for a in ipr.get_addr(index=idx, family=10):  # a former IPv6 subnet goes
+                here = (a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                if a["scope"] == 0 and here != want6:
+                    ipr.addr("del", index=idx, address=here[0], prefixlen=here[1])
+            if want6 is not None:
                 _ipv6_on(name)
-                if (str(ipaddress.IPv6Address(gateway6)), prefixlen6) not in have:
+                if want6 not in have:
                     ipr.addr("add", index=idx, address=gateway6, prefixlen=prefixlen6,
                              IFA_FLAGS=IFA_F_NODAD)
             ipr.link("set", index=idx, state="up")
