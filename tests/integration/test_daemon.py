@@ -631,3 +631,20 @@ def test_daemon_seccomp_profile_and_cgroup_parent(daemon: Daemon, busybox_archiv
                         os.rmdir(os.path.join(root, name))
                     except OSError:
                         pass
+
+
+def test_logs_follow_right_after_start_misses_nothing(daemon: Daemon,
+                                                       busybox_archive: Path) -> None:
+    """docker-py's containers.run: start, then at once `logs?follow=1`. A short-lived
+    container's output must come whole, however its exit and the read interleave."""
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    body = json.dumps({"Image": "busybox", "Cmd": ["sh", "-c", "echo hello; echo there"]})
+    for _ in range(25):
+        status, out, _ = d.http("POST", "/containers/create", body.encode())
+        assert status == 201, out
+        cid = json.loads(out)["Id"]
+        assert d.http("POST", f"/containers/{cid}/start")[0] == 204
+        status, out, _ = d.http("GET", f"/containers/{cid}/logs?stdout=1&follow=1")
+        assert status == 200 and out.count(b"hello\n") == 1 and b"there\n" in out, out
+        d.docker("rm", "-f", cid)

@@ -714,15 +714,16 @@ class ContainerService:
             return ((e.stream == "stdout" and stdout) or (e.stream == "stderr" and stderr)) \
                 and _ts(e.time) >= since and (until is None or _ts(e.time) <= until)
 
+        position: dict[str, int] = {}  # where reading stopped: following goes on from there
         if tail is not None:
             last: deque[logfile.Entry] = deque(maxlen=max(tail, 0))
-            for e in logfile.read(path):
+            for e in logfile.read(path, position):
                 if wanted(e):
                     last.append(e)
             for e in last:
                 yield e
         else:
-            reader = logfile.read(path)
+            reader = logfile.read(path, position)
             while True:
                 batch = await asyncio.to_thread(lambda: list(islice(reader, 1024)))
                 if not batch:
@@ -730,10 +731,13 @@ class ContainerService:
                 for e in batch:
                     if wanted(e):
                         yield e
-        if not follow or not c.running:
+        if not follow:
             return
-        follower = logfile.Follower(path)
         try:
+            follower = logfile.Follower(path, position)
+        except FileNotFoundError:
+            return
+        try:  # once more after the container stopped: what it wrote meanwhile
             while True:
                 done = not c.running
                 for e in await asyncio.to_thread(follower.poll):

@@ -111,11 +111,20 @@ def files(path: str) -> list[str]:
     return [*reversed(out), path] if os.path.exists(path) else list(reversed(out))
 
 
-def read(path: str) -> Iterator[Entry]:
+def read(path: str, position: dict[str, int] | None = None) -> Iterator[Entry]:
+    """Every entry, oldest first. ``position`` gets the inode of the current file and the
+    offset just past its last whole line read, where a Follower can take over."""
     for f in files(path):
         try:
             with open(f, "rb") as fh:
+                if f == path and position is not None:
+                    position["ino"] = os.fstat(fh.fileno()).st_ino
+                    position["offset"] = 0
                 for line in fh:
+                    if not line.endswith(b"\n"):
+                        break  # still being written: the follower reads it whole
+                    if f == path and position is not None:
+                        position["offset"] += len(line)
                     try:
                         obj = json.loads(line)
                     except ValueError:
@@ -127,14 +136,19 @@ def read(path: str) -> Iterator[Entry]:
 
 
 class Follower:
-    """New entries of the current log file from its present end on; starts over on a
-    rotated file (a new inode at the same path)."""
+    """New entries of the current log file; starts over on a rotated file (a new inode
+    at the same path)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, position: dict[str, int] | None = None) -> None:
+        """From the file's end, or from ``position`` (what read() got to) when the file
+        there is still the one read: nothing written in between is missed."""
         self.path = path
         self.f = open(path, "rb")  # noqa: SIM115 (closed by close())
-        self.f.seek(0, os.SEEK_END)
         self.ino = os.fstat(self.f.fileno()).st_ino
+        if position and position.get("ino") == self.ino:
+            self.f.seek(position.get("offset", 0))
+        else:
+            self.f.seek(0, os.SEEK_END)
         self.partial = b""
 
     def poll(self) -> list[Entry]:
