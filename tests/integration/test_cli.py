@@ -503,3 +503,41 @@ def test_run_flags_make_the_same_container(daemon: Daemon, busybox_archive: Path
                             "IpcMode", "LogConfig", "NetworkMode", "CgroupParent"])):
         for key in keys:
             assert seen[0][part].get(key) == seen[1][part].get(key), (part, key)
+
+
+def test_contexts_shared_with_the_docker_cli(daemon: Daemon, busybox_archive: Path,
+                                             tmp_path: Path) -> None:
+    """docker's context store: a context made by either CLI is listed, inspected and
+    used by both; `context use` switches both; --context with -H is refused."""
+    d = daemon
+    d.docker("load", "-i", str(busybox_archive))
+    d.docker("run", "-d", "--name", "ctxbox", "busybox", "sleep", "300")
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "MATOU_HOST",
+                                                           "DOCKER_CONTEXT")}
+    env["DOCKER_CONFIG"] = str(tmp_path / "cfg")
+
+    def run(cli: str, *args: str) -> tuple[str, str, int]:
+        p = subprocess.run([cli, *args], capture_output=True, text=True, timeout=60, env=env)
+        return p.stdout, p.stderr, p.returncode
+
+    assert run("docker", "context", "create", "dctx", "--description", "by docker",
+               "--docker", f"host={d.host}")[2] == 0
+    assert run(MATOU, "context", "create", "mctx", "--description", "by matou",
+               "--docker", f"host={d.host}")[:3:2] == ("mctx\n", 0)
+    env["DOCKER_HOST"] = d.host  # the default context's endpoint, the same for both
+    for args in (["context", "ls"], ["context", "inspect", "dctx", "mctx"],
+                 ["context", "ls", "-q"], ["context", "show"]):
+        assert run("docker", *args)[:3:2] == run(MATOU, *args)[:3:2], args
+    del env["DOCKER_HOST"]
+    for cli, ctx in (("docker", "mctx"), (MATOU, "dctx")):
+        out, _, code = run(cli, "--context", ctx, "ps", "--format", "{{.Names}}")
+        assert (out, code) == ("ctxbox\n", 0), cli
+    run(MATOU, "context", "use", "dctx")
+    assert run("docker", "context", "show")[0] == "dctx\n"
+    assert run("docker", "ps", "--format", "{{.Names}}")[0] == \
+        run(MATOU, "ps", "--format", "{{.Names}}")[0] == "ctxbox\n"
+    refused = run(MATOU, "-H", d.host, "--context", "dctx", "ps")
+    assert refused[2] == 1 and "conflicting options" in refused[1]
+    assert run(MATOU, "context", "rm", "dctx")[2] == 1  # in use
+    assert run(MATOU, "context", "rm", "-f", "dctx", "mctx")[2] == 0
+    assert run("docker", "context", "ls", "-q")[0] == "default\n"

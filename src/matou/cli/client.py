@@ -48,6 +48,9 @@ MANAGEMENT = {
                 "connect": "network-connect", "disconnect": "network-disconnect",
                 "prune": "network-prune"},
     "system": {"info": "info", "df": "system-df", "events": "events", "prune": "system-prune"},
+    "context": {"ls": "context-ls", "list": "context-ls", "create": "context-create",
+                "rm": "context-rm", "remove": "context-rm", "use": "context-use",
+                "inspect": "context-inspect", "show": "context-show"},
 }
 
 
@@ -1999,6 +2002,152 @@ def network_disconnect(c: Client, a: Args) -> int:
     return 0
 
 
+# -- contexts (docker's store, shared with the docker CLI) --------------------------------
+
+def _context_ls_args(p: Parser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--format")
+
+
+@command("context-ls", "List contexts")(_context_ls_args)
+def context_ls(c: Client, a: Args) -> int:
+    from matou.cli import contexts
+
+    rows = []
+    for name in sorted([contexts.DEFAULT, *contexts.names()]):
+        meta = contexts.load(name)
+        endpoint = ((meta.get("Endpoints") or {}).get("docker") or {}).get("Host", "")
+        current = name == c.context
+        rows.append({"Name": name + (" *" if current and not a.format else ""),
+                     "Current": current,
+                     "Description": (meta.get("Metadata") or {}).get("Description", ""),
+                     "DockerEndpoint": endpoint, "Error": ""})
+    if a.quiet:
+        print("\n".join(r["Name"].removesuffix(" *") for r in rows))
+        return 0
+    sys.stdout.write(fmt.formatted(
+        a.format or "table {{.Name}}\t{{.Description}}\t{{.DockerEndpoint}}\t{{.Error}}",
+        rows, {"Name": "NAME", "Description": "DESCRIPTION", "DockerEndpoint":
+               "DOCKER ENDPOINT", "Error": "ERROR", "Current": "CURRENT"}))
+    return 0
+
+
+def _context_create_args(p: Parser) -> None:
+    p.add_argument("--description", default="")
+    p.add_argument("--docker", default="")
+    p.add_argument("name")
+
+
+@command("context-create", "Create a context")(_context_create_args)
+def context_create(c: Client, a: Args) -> int:
+    from matou.cli import contexts
+
+    fields = dict(f.partition("=")[::2] for f in a.docker.split(",") if f)
+    try:
+        contexts.create(a.name, a.description, fields)
+    except (contexts.ContextError, OSError) as e:
+        die(str(e), 1)
+    print(a.name)
+    print(f'Successfully created context "{a.name}"', file=sys.stderr)
+    return 0
+
+
+def _context_names_args(p: Parser) -> None:
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("names", nargs="+", metavar="CONTEXT")
+
+
+@command("context-rm", "Remove one or more contexts")(_context_names_args)
+def context_rm(c: Client, a: Args) -> int:
+    from matou.cli import contexts
+
+    code = 0
+    for name in a.names:
+        try:
+            if name == _read_config().get("currentContext"):
+                if not a.force:
+                    raise contexts.ContextError(
+                        f"context \"{name}\" is in use, set -f flag to force remove")
+                config = _read_config()
+                config.pop("currentContext", None)
+                _write_config(config)
+            contexts.remove(name)
+            print(name)
+        except contexts.ContextError as e:
+            print(str(e), file=sys.stderr)
+            code = 1
+    return code
+
+
+def _context_name_args(p: Parser) -> None:
+    p.add_argument("name", metavar="CONTEXT")
+
+
+@command("context-use", "Set the current docker context")(_context_name_args)
+def context_use(c: Client, a: Args) -> int:
+    from matou.cli import contexts
+
+    try:
+        contexts.load(a.name)
+    except contexts.ContextError as e:
+        die(str(e), 1)
+    config = _read_config()
+    if a.name == contexts.DEFAULT:
+        config.pop("currentContext", None)
+    else:
+        config["currentContext"] = a.name
+    _write_config(config)
+    print(a.name)
+    print(f'Current context is now "{a.name}"', file=sys.stderr)
+    if os.environ.get("DOCKER_HOST"):
+        print("Warning: DOCKER_HOST environment variable overrides the active context. To "
+              "use a context, either set the global --context flag, or unset DOCKER_HOST "
+              "environment variable.", file=sys.stderr)
+    return 0
+
+
+def _context_inspect_args(p: Parser) -> None:
+    p.add_argument("-f", "--format")
+    p.add_argument("names", nargs="*", metavar="CONTEXT")
+
+
+@command("context-inspect", "Display detailed information on one or more contexts")(
+    _context_inspect_args)
+def context_inspect(c: Client, a: Args) -> int:
+    from matou.cli import contexts
+
+    out = []
+    for name in a.names or [c.context]:
+        try:
+            meta = contexts.load(name)
+        except contexts.ContextError as e:
+            die(str(e), 1)
+        docker = (meta.get("Endpoints") or {}).get("docker") or {}
+        out.append({"Name": name, "Metadata": meta.get("Metadata") or {},
+                    "Endpoints": {"docker": {"Host": docker.get("Host", ""),
+                                             "SkipTLSVerify": bool(docker.get(
+                                                 "SkipTLSVerify"))}},
+                    "TLSMaterial": {}, "Storage": {
+                        "MetadataPath": "<IN MEMORY>" if name == contexts.DEFAULT else
+                        os.path.dirname(contexts._meta_path(name)),
+                        "TLSPath": "<IN MEMORY>" if name == contexts.DEFAULT else
+                        os.path.dirname(contexts._tls_dir(name))}})
+    if a.format:
+        for item in out:
+            print(fmt.render(a.format, item))
+        return 0
+    import json as indenting
+
+    print(indenting.dumps(out, indent=4))
+    return 0
+
+
+@command("context-show", "Print the name of the current context")(_none)
+def context_show(c: Client, a: Args) -> int:
+    print(c.context)
+    return 0
+
+
 # -- the entry point ------------------------------------------------------------------------
 
 def parser() -> Parser:
@@ -2058,10 +2207,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = Parser(prog=prog, description=help_)
     add(sub)
     args = sub.parse_args(rest[1:])
+    from matou.cli import contexts
     from matou.client.transport import host_from_env, tls_from_env
 
-    client = Client(host_from_env(g.host),
-                    tls_from_env(g.tls, g.tlsverify, g.tlscacert, g.tlscert, g.tlskey))
+    try:
+        context = contexts.chosen(g.context, bool(g.host), _read_config())
+        if context != contexts.DEFAULT and not name.startswith("context-"):
+            host, tls = contexts.endpoint(context)
+        else:
+            host = host_from_env(g.host)
+            tls = tls_from_env(g.tls, g.tlsverify, g.tlscacert, g.tlscert, g.tlskey)
+    except contexts.ContextError as e:
+        die(str(e), 1)
+    client = Client(host, tls)
+    client.context = context
     try:
         return fn(client, args)
     except Unreachable as e:

@@ -150,6 +150,7 @@ class Client:
         self.tls = tls
         self.timeout = timeout
         self.version = ""
+        self.context = "default"  # the docker context it was chosen by
 
     # -- connections ---------------------------------------------------------------------
 
