@@ -541,3 +541,23 @@ def test_contexts_shared_with_the_docker_cli(daemon: Daemon, busybox_archive: Pa
     assert run(MATOU, "context", "rm", "dctx")[2] == 1  # in use
     assert run(MATOU, "context", "rm", "-f", "dctx", "mctx")[2] == 0
     assert run("docker", "context", "ls", "-q")[0] == "default\n"
+
+
+def test_network_create_flags_as_docker_sends_them(daemon: Daemon) -> None:
+    """`network create` with both address families, gateways, ranges and auxiliary
+    addresses paired to their subnets: the same network by either CLI."""
+    d = daemon
+    seen = []
+    for cli, n in (("docker", 1), (MATOU, 2)):
+        subprocess.run([cli, "-H", d.host, "network", "create", "--ipv6",
+                        "--subnet", f"10.25{n}.0.0/24", "--subnet", f"fd42:25{n}::/64",
+                        "--gateway", f"fd42:25{n}::fe", "--gateway", f"10.25{n}.0.254",
+                        "--ip-range", f"10.25{n}.0.128/25", "--aux-address",
+                        f"router=10.25{n}.0.9", "--label", "k=v", "-o",
+                        "com.docker.network.driver.mtu=1400", f"net{n}"],
+                       check=True, capture_output=True, timeout=60)
+        raw = d.docker("network", "inspect", "-f", "{{json .IPAM}}|{{.EnableIPv6}}|"
+                       "{{json .Labels}}|{{json .Options}}", f"net{n}").stdout
+        seen.append(raw.replace(f"25{n}", "25N").replace(f"net{n}", "netN"))
+    assert seen[0] == seen[1]
+    assert '"Gateway":"10.25N.0.254"' in seen[1] and "true" in seen[1]

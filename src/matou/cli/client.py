@@ -1941,6 +1941,10 @@ def _network_create_args(p: Parser) -> None:
     p.add_argument("--ip-range", action="append", default=[])
     p.add_argument("--internal", action="store_true")
     p.add_argument("--attachable", action="store_true")
+    p.add_argument("--ipv6", action="store_true")
+    p.add_argument("--aux-address", action="append", default=[])
+    p.add_argument("--ipam-driver", default="default")
+    p.add_argument("--ipam-opt", action="append", default=[])
     p.add_argument("--label", action="append", default=[])
     p.add_argument("-o", "--opt", action="append", default=[])
     p.add_argument("name")
@@ -1948,19 +1952,42 @@ def _network_create_args(p: Parser) -> None:
 
 @command("network-create", "Create a network")(_network_create_args)
 def network_create(c: Client, a: Args) -> int:
-    configs = []
-    for i, subnet in enumerate(a.subnet):
-        conf = {"Subnet": subnet}
-        if i < len(a.gateway):
-            conf["Gateway"] = a.gateway[i]
-        if i < len(a.ip_range):
-            conf["IPRange"] = a.ip_range[i]
+    import ipaddress
+
+    def within(addr: str, subnet: str) -> bool:  # docker pairs each value with its subnet
+        try:
+            net = ipaddress.ip_network(subnet, strict=False)
+            if "/" in addr:
+                other = ipaddress.ip_network(addr, strict=False)
+                return other.version == net.version and other.subnet_of(net)  # type: ignore[arg-type]
+            return ipaddress.ip_address(addr) in net
+        except ValueError:
+            return False
+
+    configs: list[dict[str, Any]] = []
+    for subnet in a.subnet:
+        conf: dict[str, Any] = {"Subnet": subnet}
+        gateway = [g for g in a.gateway if within(g, subnet)]
+        ip_range = [r for r in a.ip_range if within(r, subnet)]
+        aux = dict(x.split("=", 1) for x in a.aux_address
+                   if "=" in x and within(x.split("=", 1)[1], subnet))
+        if gateway:
+            conf["Gateway"] = gateway[0]
+        if ip_range:
+            conf["IPRange"] = ip_range[0]
+        if aux:
+            conf["AuxiliaryAddresses"] = aux
         configs.append(conf)
-    r = c.json("POST", "/networks/create", body={
+    body = {
         "Name": a.name, "Driver": a.driver, "Internal": a.internal,
-        "Attachable": a.attachable, "IPAM": {"Driver": "default", "Config": configs},
+        "Attachable": a.attachable, "IPAM": {
+            "Driver": a.ipam_driver, "Config": configs,
+            "Options": dict(x.split("=", 1) for x in a.ipam_opt) or None},
         "Options": dict(x.split("=", 1) for x in a.opt),
-        "Labels": dict(x.split("=", 1) if "=" in x else (x, "") for x in a.label)})
+        "Labels": dict(x.split("=", 1) if "=" in x else (x, "") for x in a.label)}
+    if a.ipv6:
+        body["EnableIPv6"] = True
+    r = c.json("POST", "/networks/create", body=body)
     print(r["Id"])
     return 0
 
