@@ -268,6 +268,10 @@ def test_side_by_side_rest(daemon: Daemon, busybox_archive: Path, tmp_path: Path
     pair(d, "attach", "NAMEsaid")  # stopped now: refused, as the docker CLI does
     pair(d, "logs", "-f", "NAMEsaid")  # follows until the end (here: already)
     both(d, "logs", "-t", "--tail", "1", "d-said")
+    for since in ("10m", "1h5m", time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(
+            time.time() - 600)), time.strftime("%Y-%m-%d"), "0", "bogus"):
+        both(d, "logs", "--since", since, "d-said")
+    both(d, "logs", "--until", "10m", "d-said")  # before it ran: nothing
     until = str(int(time.time()) + 1)
     both(d, "events", "--since", "0", "--until", until, "--format",
          "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}")

@@ -84,6 +84,10 @@ def test_bad_input_gets_4xx_and_daemon_survives(daemon: Daemon) -> None:
     assert status in (400, 404)
     status, _, _ = daemon.http("DELETE", "/images/" + "a" * 300)
     assert status in (400, 404)
+    for query in ("since=bogus", "until=10x", "since=2026-13-45"):
+        status, body, _ = daemon.http("GET", f"/events?{query}")
+        assert status == 400 and b"invalid timestamp" in body, (query, body)
+    assert daemon.http("GET", "/system/df?type=bogus")[0] == 400
     assert daemon.http("GET", "/_ping")[0] == 200
 
 

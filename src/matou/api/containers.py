@@ -15,7 +15,15 @@ from typing import Any
 
 from aiohttp import web
 
-from matou.api.server import engine_of, filters, flag, json_body, json_response, stream_tar
+from matou.api.server import (
+    engine_of,
+    filters,
+    flag,
+    json_body,
+    json_response,
+    stream_tar,
+    timestamp,
+)
 from matou.engine import Engine
 from matou.engine import containers as ctrs
 from matou.engine.containers import Container, _ts
@@ -483,9 +491,9 @@ async def logs(request: web.Request) -> web.StreamResponse:
         raise InvalidArgument("you must choose at least one stream")
     tail_text = request.query.get("tail", "all")
     tail = None if tail_text in ("", "all") else int(tail_text)
-    since = float(request.query.get("since") or 0)
-    until_text = request.query.get("until")
-    until = float(until_text) if until_text else None
+    now = time.time()
+    since = timestamp(request.query.get("since"), now) or 0.0
+    until = timestamp(request.query.get("until"), now)
     if (c.r["HostConfig"].get("LogConfig") or {}).get("Type") == "none":
         raise Unsupported("configured logging driver does not support reading")
     tty = bool(c.r["Config"].get("Tty"))

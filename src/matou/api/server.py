@@ -170,6 +170,27 @@ def flag(request: web.Request, name: str, default: bool = False) -> bool:
     raise InvalidArgument(f"invalid boolean value for {name}: {v!r}")
 
 
+def timestamp(text: str | None, now: float) -> float | None:
+    """A since/until parameter: unix seconds (with a fraction, as clients send it), and
+    leniently RFC 3339 or a duration ago (10m); anything else is the client's error."""
+    from matou.oci import timestamps
+
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    units = {"s": 1, "m": 60, "h": 3600}
+    if text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return now - float(text[:-1]) * units[text[-1]]
+    seconds = timestamps.parse(text)
+    if seconds is None:
+        raise InvalidArgument(f"invalid timestamp {text!r}: unix seconds, RFC 3339 or a "
+                              "duration (10m) are understood")
+    return float(seconds)
+
+
 def filters(request: web.Request) -> dict[str, list[str]]:
     """Docker's `filters` query parameter: {"key": ["v"]} or the legacy {"key": {"v": true}}."""
     raw = request.query.get("filters")

@@ -10,10 +10,17 @@ import time
 from aiohttp import web
 
 from matou import __version__
-from matou.api.server import MAX_API, MIN_API, engine_of, filters, json_response, version_text
+from matou.api.server import (
+    MAX_API,
+    MIN_API,
+    engine_of,
+    filters,
+    json_response,
+    timestamp,
+    version_text,
+)
 from matou.engine.events import Event
 from matou.errors import InvalidArgument, MatouError
-from matou.oci import timestamps
 
 
 def _ping_headers() -> dict[str, str]:
@@ -113,20 +120,9 @@ def _event_json(ev: Event) -> dict[str, object]:
 
 
 def _timestamp(text: str | None, now: float) -> int | None:
-    """Docker's since/until: unix seconds (with fraction), RFC 3339, or a duration ago."""
-    if not text:
-        return None
-    try:
-        return int(float(text) * 1e9)
-    except ValueError:
-        pass
-    units = {"s": 1, "m": 60, "h": 3600}
-    if text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
-        return int((now - float(text[:-1]) * units[text[-1]]) * 1e9)
-    seconds = timestamps.parse(text)
-    if seconds is None:
-        raise InvalidArgument(f"invalid timestamp {text!r}")
-    return int(seconds) * 10**9
+    """since/until in nanoseconds, as the event bus counts."""
+    seconds = timestamp(text, now)
+    return None if seconds is None else int(seconds * 1e9)
 
 
 async def events(request: web.Request) -> web.StreamResponse:

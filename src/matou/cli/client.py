@@ -496,6 +496,39 @@ def _demux(sock: Any, tty: bool) -> None:
         err.flush()
 
 
+def _when(text: str | None) -> str | None:
+    """--since/--until as the docker CLI sends them: unix seconds.nanoseconds, from a
+    timestamp, an RFC 3339 date or time (local when it names no zone), or a Go duration
+    ago (10m, 1h30m)."""
+    if not text:
+        return None
+    try:
+        float(text)
+        return text
+    except ValueError:
+        pass
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+    rest, seconds = text, 0.0
+    while rest:
+        number = len(rest) - len(rest.lstrip("0123456789."))
+        unit = next((u for u in ("ms", "us", "ns", "h", "m", "s")
+                     if rest[number:].startswith(u)), None)
+        if not number or unit is None:
+            break
+        seconds += float(rest[:number]) * units[unit]
+        rest = rest[number + len(unit):]
+    else:
+        return f"{time.time() - seconds:.9f}"
+    from datetime import datetime
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        die(f'invalid value for "since": failed to parse value as time or duration: '
+            f'"{text}"', 1)
+    return f"{when.timestamp():.9f}"  # a naive time is local, as docker reads it
+
+
 def _logs_args(p: Parser) -> None:
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("-t", "--timestamps", action="store_true")
@@ -510,8 +543,8 @@ def logs(c: Client, a: Args) -> int:
     tty = bool(c.json("GET", f"/containers/{a.name}/json")["Config"].get("Tty"))
     r = c.request("GET", f"/containers/{a.name}/logs", {
         "stdout": True, "stderr": True, "follow": a.follow or None,
-        "timestamps": a.timestamps or None, "tail": a.tail, "since": a.since,
-        "until": a.until}, stream=True)
+        "timestamps": a.timestamps or None, "tail": a.tail, "since": _when(a.since),
+        "until": _when(a.until)}, stream=True)
 
     class _R:
         def recv(self, n: int) -> bytes:
@@ -1631,7 +1664,7 @@ def _events_args(p: Parser) -> None:
 
 @command("events", "Get real time events from the server")(_events_args)
 def events(c: Client, a: Args) -> int:
-    r = c.request("GET", "/events", {"since": a.since, "until": a.until,
+    r = c.request("GET", "/events", {"since": _when(a.since), "until": _when(a.until),
                                       "filters": _filters(a.filter)}, stream=True)
     for ev in c.json_stream(r):
         if a.format:
