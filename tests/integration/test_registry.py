@@ -336,6 +336,15 @@ def test_push_mounts_across_repositories_and_sends_big_blobs_in_chunks(
     d.docker("tag", first, second)
     out = d.docker("push", second, env=env).stdout
     assert ": Mounted from team/big" in out and ": Pushed" not in out, out
+    digest = out.split("digest: ")[1].split()[0]
+    assert json.loads(d.docker("image", "inspect", "-f", "{{json .RepoDigests}}",
+                               first).stdout) == [f"{auth_registry}/other/big@{digest}",
+                                                  f"{auth_registry}/team/big@{digest}"]
     d.docker("rmi", first, second)
     d.docker("pull", second, env=env)
     assert d.docker("image", "inspect", "-f", "{{.Id}}", second).stdout == image_id
+    assert json.loads(d.docker("image", "inspect", "-f", "{{json .RepoDigests}}",
+                               second).stdout) == [f"{auth_registry}/other/big@{digest}"]
+    listed = d.docker("images", "--digests", "--format", "{{.Repository}} {{.Digest}}",
+                      second).stdout
+    assert listed == f"{auth_registry}/other/big {digest}\n"

@@ -30,10 +30,22 @@ def _familiar(tags: tuple[str, ...]) -> list[str]:
     return [reference.parse(t).familiar() for t in tags]
 
 
+def _repo_digests(img: Image) -> list[str]:
+    """NAME@DIGEST for each repository the image was pulled from or pushed to."""
+    out = []
+    for item in img.repo_digests:
+        name, _, digest = item.partition("@")
+        try:
+            out.append(f"{reference.parse(name).familiar_name}@{digest}")
+        except InvalidArgument:
+            continue
+    return out
+
+
 def summary(img: Image, containers: int = -1) -> dict[str, Any]:
     labels = img.config.config.get("Labels") or {}
     return {"Id": str(img.id), "ParentId": str(img.parent or ""),
-            "RepoTags": _familiar(img.tags), "RepoDigests": [],
+            "RepoTags": _familiar(img.tags), "RepoDigests": _repo_digests(img),
             "Created": _created(img), "Size": img.size, "SharedSize": -1,
             "VirtualSize": img.size, "Labels": labels, "Containers": containers}
 
@@ -41,7 +53,7 @@ def summary(img: Image, containers: int = -1) -> dict[str, Any]:
 def inspect(img: Image, graph: dict[str, str]) -> dict[str, Any]:
     cfg = img.config
     return {
-        "Id": str(img.id), "RepoTags": _familiar(img.tags), "RepoDigests": [],
+        "Id": str(img.id), "RepoTags": _familiar(img.tags), "RepoDigests": _repo_digests(img),
         "Parent": str(img.parent or ""), "Comment": _comment(img), "Created": cfg.created,
         "DockerVersion": cfg.raw.get("docker_version", ""), "Author": cfg.author,
         "Config": _config(cfg.config), "Architecture": cfg.architecture,

@@ -1135,6 +1135,7 @@ def _exec_args(p: Parser) -> None:
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
     p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("--env-file", action="append", default=[])
     p.add_argument("-u", "--user")
     p.add_argument("-w", "--workdir")
     p.add_argument("--privileged", action="store_true")
@@ -1147,8 +1148,14 @@ def _exec_args(p: Parser) -> None:
 def exec_(c: Client, a: Args) -> int:
     if not a.cmd:
         die("exec requires at least 2 arguments", 1)
+    env = []
+    for path in a.env_file:
+        with open(path) as f:
+            env += [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    env = [e if "=" in e or e not in os.environ else f"{e}={os.environ[e]}"
+           for e in [*env, *a.env]]
     body = {"Cmd": a.cmd, "Tty": a.tty, "AttachStdin": a.interactive,
-            "AttachStdout": not a.detach, "AttachStderr": not a.detach, "Env": a.env or None,
+            "AttachStdout": not a.detach, "AttachStderr": not a.detach, "Env": env or None,
             "User": a.user or "", "WorkingDir": a.workdir or "", "Privileged": a.privileged,
             "DetachKeys": a.detach_keys or ""}
     ex = c.json("POST", f"/containers/{a.name}/exec", body=body)
@@ -1710,6 +1717,7 @@ def _images_args(p: Parser) -> None:
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--digests", action="store_true")
     p.add_argument("-f", "--filter", action="append", default=[])
     p.add_argument("--format")
     p.add_argument("repo", nargs="?")
@@ -1729,6 +1737,7 @@ def images(c: Client, a: Args) -> int:
     rows = []
     for img in items:
         tags = img.get("RepoTags") or ["<none>:<none>"]
+        digests = dict(d.split("@", 1) for d in img.get("RepoDigests") or [] if "@" in d)
         for t in tags:
             repo, _, tag = t.rpartition(":")
             iid = img["Id"] if a.no_trunc else img["Id"].split(":", 1)[-1][:12]
@@ -1736,7 +1745,8 @@ def images(c: Client, a: Args) -> int:
                          "CreatedSince": fmt.ago(img.get("Created", 0)),
                          "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z",
                                                     time.localtime(img.get("Created", 0))),
-                         "Size": fmt.human_size(img.get("Size", 0)), "Digest": "<none>"})
+                         "Size": fmt.human_size(img.get("Size", 0)),
+                         "Digest": digests.get(repo, "<none>")})
     if a.quiet:
         seen = []
         for r in rows:
@@ -1744,8 +1754,9 @@ def images(c: Client, a: Args) -> int:
                 seen.append(r["ID"])
                 print(r["ID"])
         return 0
-    template = a.format or ("table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t"
-                            "{{.Size}}")
+    template = a.format or ("table {{.Repository}}\t{{.Tag}}\t" +
+                            ("{{.Digest}}\t" if a.digests else "") +
+                            "{{.ID}}\t{{.CreatedSince}}\t{{.Size}}")
     sys.stdout.write(fmt.formatted(template, rows, IMAGE_HEADERS))
     return 0
 

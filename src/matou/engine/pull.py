@@ -117,6 +117,7 @@ async def pull(store: ImageStore, text: str, emit: Emit, creds: Credentials | No
                             "progressDetail": {}})
         await asyncio.to_thread(store.add_source, [x.digest for x in doc.layers] +
                                 [doc.config.digest], f"{ref.domain}/{ref.path}")
+        await asyncio.to_thread(store.add_repo_digest, img.id, f"{ref.name}@{top}")
         await emit({"status": f"Digest: {top}"})
         return str(img.id)
     finally:

@@ -101,6 +101,7 @@ async def push(store: ImageStore, text: str, emit: Emit, creds: Credentials | No
                                 [x.digest for x in layers] + [config_desc.digest], here)
         tag = ref.tag or "latest"
         digest = await target.manifest(tag, manifest_bytes, media_type)
+        await asyncio.to_thread(store.add_repo_digest, image.id, f"{ref.name}@{digest}")
         await emit({"status": f"{tag}: digest: {digest} size: {len(manifest_bytes)}"})
         await emit({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest,
                                                   "Size": len(manifest_bytes)}})

@@ -62,6 +62,7 @@ class Image(NamedTuple):
     tags: tuple[str, ...]
     loaded: float
     layer_sizes: tuple[int, ...]
+    repo_digests: tuple[str, ...] = ()  # NAME@DIGEST it was pulled by or pushed as
 
     @property
     def size(self) -> int:
@@ -110,6 +111,7 @@ class ImageStore:
             parent=Digest.parse(raw["parent"]) if raw.get("parent") else None,
             tags=tags, loaded=raw.get("loaded", 0.0),
             layer_sizes=tuple(raw.get("layer_sizes", ())),
+            repo_digests=tuple(raw.get("repo_digests", ())),
         )
 
     def images(self) -> list[Image]:
@@ -376,6 +378,16 @@ class ImageStore:
         """The registry repositories ("host/repo") ``digest`` was pulled from or pushed
         to, most recent first."""
         return list(self._load().get("sources", {}).get(str(digest), []))
+
+    def add_repo_digest(self, image_id: Digest, name_at_digest: str) -> None:
+        """Remember that the image is NAME@DIGEST in a registry (docker's RepoDigests):
+        one digest per repository, the latest."""
+        name = name_at_digest.split("@", 1)[0]
+        with self._locked() as db:
+            raw = db["images"].get(str(image_id))
+            if raw is not None:
+                kept = [x for x in raw.get("repo_digests", []) if x.split("@", 1)[0] != name]
+                raw["repo_digests"] = sorted([*kept, name_at_digest])
 
     def add_source(self, digests: Sequence[Digest], where: str, keep: int = 5) -> None:
         with self._locked() as db:
