@@ -18,17 +18,13 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
-from typing import cast
-
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-import dns.rrset
+from typing import TYPE_CHECKING, cast
 
 from matou.linux import netns
+
+if TYPE_CHECKING:
+    import dns.message
+    import dns.rcode
 
 log = logging.getLogger("matou.dns")
 
@@ -136,6 +132,14 @@ class Server:
             self.stop(owner)
 
     async def answer(self, owner: str, data: bytes, tcp: bool) -> bytes | None:
+        # dnspython only once a container asks: a daemon without user networks never does
+        import dns.flags
+        import dns.message
+        import dns.rcode
+        import dns.rdataclass
+        import dns.rdatatype
+        import dns.rrset
+
         try:
             query = dns.message.from_wire(data)
         except Exception:
@@ -168,6 +172,8 @@ class Server:
 
 
 def _reply(query: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
+    import dns.message
+
     reply = dns.message.make_response(query)
     reply.set_rcode(rcode)
     return bytes(reply.to_wire())
