@@ -2278,18 +2278,22 @@ def main(argv: list[str] | None = None) -> int:
     sub = Parser(prog=prog, description=help_)
     add(sub)
     args = sub.parse_args(rest[1:])
-    from matou.cli import contexts
     from matou.client.transport import host_from_env, tls_from_env
 
-    try:
-        context = contexts.chosen(g.context, bool(g.host), _read_config())
-        if context != contexts.DEFAULT and not name.startswith("context-"):
-            host, tls = contexts.endpoint(context)
-        else:
-            host = host_from_env(g.host)
-            tls = tls_from_env(g.tls, g.tlsverify, g.tlscacert, g.tlscert, g.tlskey)
-    except contexts.ContextError as e:
-        die(str(e), 1)
+    context = "default"
+    if g.context or not (g.host or os.environ.get("DOCKER_HOST") or
+                         os.environ.get("MATOU_HOST")):
+        from matou.cli import contexts  # only when a context may be in play
+
+        try:
+            context = contexts.chosen(g.context, bool(g.host), _read_config())
+            if context != contexts.DEFAULT and not name.startswith("context-"):
+                host, tls = contexts.endpoint(context)
+        except contexts.ContextError as e:
+            die(str(e), 1)
+    if context == "default" or name.startswith("context-"):
+        host = host_from_env(g.host)
+        tls = tls_from_env(g.tls, g.tlsverify, g.tlscacert, g.tlscert, g.tlskey)
     client = Client(host, tls)
     client.context = context
     try:
