@@ -478,7 +478,10 @@ RUN_FLAGS = [
     "--pids-limit", "50", "--oom-score-adj", "100", "--group-add", "10", "--cap-add",
     "NET_ADMIN", "--cap-drop", "MKNOD", "--read-only", "--security-opt", "no-new-privileges",
     "--init", "--restart", "on-failure:3", "--ipc", "shareable", "--log-opt", "max-size=1m",
-    "--cgroup-parent", "mtparent", "-i", "-t"]
+    "--cgroup-parent", "mtparent", "--cgroupns", "private", "--userns", "host",
+    "--blkio-weight", "300", "-i", "-t",
+    *(["--device-read-bps", "/dev/loop0:1mb", "--device-write-iops", "/dev/loop0:50"]
+      if os.path.exists("/dev/loop0") else [])]
 
 
 def test_run_flags_make_the_same_container(daemon: Daemon, busybox_archive: Path) -> None:
@@ -504,7 +507,9 @@ def test_run_flags_make_the_same_container(daemon: Daemon, busybox_archive: Path
                             "MemoryReservation", "CpuShares", "CpusetCpus", "NanoCpus",
                             "PidsLimit", "OomScoreAdj", "GroupAdd", "CapAdd", "CapDrop",
                             "ReadonlyRootfs", "SecurityOpt", "Init", "RestartPolicy",
-                            "IpcMode", "LogConfig", "NetworkMode", "CgroupParent"])):
+                            "IpcMode", "LogConfig", "NetworkMode", "CgroupParent",
+                            "CgroupnsMode", "UsernsMode", "BlkioWeight",
+                            "BlkioDeviceReadBps", "BlkioDeviceWriteIOps"])):
         for key in keys:
             assert seen[0][part].get(key) == seen[1][part].get(key), (part, key)
 

@@ -586,6 +586,17 @@ def test_devices_sysctls_namespaces_dns_and_volumes_from(daemon: Daemon,
                             "true").stdout.strip())
     bogus = d.docker("create", "--ipc", "bogus", "busybox", "true", check=False)
     assert bogus.returncode == 1 and "invalid IPC mode: bogus" in bogus.stderr
+    private = run("--cgroupns", "private", "busybox", "cat", "/proc/self/cgroup").stdout
+    assert all(line.endswith(":/") for line in private.splitlines())
+    if os.path.exists("/dev/loop0") and os.path.isdir("/sys/fs/cgroup/blkio/matou"):
+        cid = d.docker("run", "-d", "--device-read-bps", "/dev/loop0:1mb", "busybox",
+                       "sleep", "60").stdout.strip()
+        with open(f"/sys/fs/cgroup/blkio/matou/{cid}/blkio.throttle.read_bps_device") as f:
+            dev = os.stat("/dev/loop0").st_rdev
+            assert f.read().split() == [f"{os.major(dev)}:{os.minor(dev)}", "1048576"]
+        d.docker("rm", "-f", cid)
+    not_block = run("--device-read-bps", "/dev/null:1mb", "busybox", "true", check=False)
+    assert not_block.returncode != 0 and "not a block device" in not_block.stderr
     d.docker("run", "--name", "donor", "-v", "/data", "busybox", "sh", "-c",
              "echo shared > /data/x")
     shared = run("--volumes-from", "donor:ro", "busybox", "sh", "-c",

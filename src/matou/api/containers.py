@@ -26,6 +26,7 @@ from matou.api.server import (
 )
 from matou.engine import Engine
 from matou.engine import containers as ctrs
+from matou.engine import spec as specs
 from matou.engine.containers import Container, _ts
 from matou.engine.networks import empty_settings
 from matou.errors import (
@@ -69,7 +70,7 @@ async def create(request: web.Request) -> web.StreamResponse:
                                   f"Go struct field Config.{key}")
     c = await e.containers.create(request.query.get("name"), body, host, networking,
                                   request.query.get("platform", ""))
-    return json_response({"Id": c.id, "Warnings": []}, status=201)
+    return json_response({"Id": c.id, "Warnings": specs.warnings(host)}, status=201)
 
 
 async def start(request: web.Request) -> web.StreamResponse:

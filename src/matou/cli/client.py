@@ -628,6 +628,14 @@ def _run_args(p: Parser, create_only: bool = False) -> None:
     p.add_argument("--uts")
     p.add_argument("--stop-timeout", type=int)
     p.add_argument("--cgroup-parent")
+    p.add_argument("--cgroupns")
+    p.add_argument("--userns")
+    p.add_argument("--blkio-weight", type=int)
+    p.add_argument("--blkio-weight-device", action="append", default=[])
+    p.add_argument("--device-read-bps", action="append", default=[])
+    p.add_argument("--device-write-bps", action="append", default=[])
+    p.add_argument("--device-read-iops", action="append", default=[])
+    p.add_argument("--device-write-iops", action="append", default=[])
     p.add_argument("--runtime")
     p.add_argument("--platform")
     p.add_argument("--pull", default="missing", choices=["always", "missing", "never"])
@@ -639,9 +647,13 @@ def _run_args(p: Parser, create_only: bool = False) -> None:
 
 
 def _size(text: str) -> int:
-    units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-    t = text.strip().lower()
-    return int(float(t[:-1]) * units[t[-1]]) if t[-1] in units else int(t)
+    """go-units RAMInBytes: 512, 64m, 1.5g, 1mb, 1MiB — binary units."""
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+    try:
+        return int(float(t[:-1]) * units[t[-1]]) if t[-1:] in units else int(float(t))
+    except (ValueError, IndexError):
+        die(f'invalid size: "{text}"', 125)
 
 
 def _duration(text: str) -> int:
@@ -717,6 +729,17 @@ def _device(spec: str) -> dict[str, str]:
             parts[0], "CgroupPermissions": perms or "rwm"}
 
 
+def _path_values(items: list[str]) -> list[tuple[str, str]]:
+    """--device-read-bps /dev/sda:1mb and its kind: (path, value) pairs."""
+    out = []
+    for item in items:
+        path, sep, value = item.rpartition(":")
+        if not sep or not path:
+            die(f'invalid argument "{item}": expected PATH:VALUE', 125)
+        out.append((path, value))
+    return out
+
+
 def _caps(names: list[str]) -> list[str] | None:
     """Capabilities as docker sends them: CAP_NET_ADMIN, or ALL."""
     out = [n.upper() if n.upper() == "ALL" or n.upper().startswith("CAP_") else
@@ -766,7 +789,18 @@ def _create_body(a: Args) -> tuple[dict[str, Any], dict[str, Any] | None]:
                        ("Annotations", dict(x.split("=", 1) for x in a.annotation
                                             if "=" in x)),
                        ("PidMode", a.pid), ("IpcMode", a.ipc), ("UTSMode", a.uts),
-                       ("CgroupParent", a.cgroup_parent),
+                       ("CgroupParent", a.cgroup_parent), ("CgroupnsMode", a.cgroupns),
+                       ("UsernsMode", a.userns), ("BlkioWeight", a.blkio_weight),
+                       ("BlkioWeightDevice", [{"Path": p, "Weight": int(w)} for p, w in
+                                              _path_values(a.blkio_weight_device)]),
+                       ("BlkioDeviceReadBps", [{"Path": p, "Rate": _size(v)} for p, v in
+                                               _path_values(a.device_read_bps)]),
+                       ("BlkioDeviceWriteBps", [{"Path": p, "Rate": _size(v)} for p, v in
+                                                _path_values(a.device_write_bps)]),
+                       ("BlkioDeviceReadIOps", [{"Path": p, "Rate": int(v)} for p, v in
+                                                _path_values(a.device_read_iops)]),
+                       ("BlkioDeviceWriteIOps", [{"Path": p, "Rate": int(v)} for p, v in
+                                                 _path_values(a.device_write_iops)]),
                        ("Runtime", a.runtime), ("CpuShares", a.cpu_shares),
                        ("CpuPeriod", a.cpu_period), ("CpuQuota", a.cpu_quota),
                        ("CpusetCpus", a.cpuset_cpus), ("CpusetMems", a.cpuset_mems),

@@ -113,6 +113,11 @@ NAMESPACED_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni
                                 "kernel.sem", "kernel.shmall", "kernel.shmmax",
                                 "kernel.shmmni", "kernel.shm_rmid_forced"})
 NAMESPACED_PREFIXES = ("fs.mqueue.", "net.")
+BLKIO_THROTTLES = {"BlkioDeviceReadBps": "throttleReadBpsDevice",
+                   "BlkioDeviceWriteBps": "throttleWriteBpsDevice",
+                   "BlkioDeviceReadIOps": "throttleReadIOPSDevice",
+                   "BlkioDeviceWriteIOps": "throttleWriteIOPSDevice"}
+BLKIO_ROOT = "/sys/fs/cgroup/blkio"
 NAMESPACE_MODES = {"PidMode": ("pid", ("", "host")),
                    "IpcMode": ("ipc", ("", "host", "private", "shareable", "none")),
                    "UTSMode": ("uts", ("", "host"))}
@@ -138,12 +143,45 @@ def check_host(host: dict[str, Any]) -> None:
             raise InvalidArgument(f"sysctl '{key}' is not allowed")
         if key.startswith("net.") and network_host:
             raise InvalidArgument(f"sysctl '{key}' not allowed in host network namespace")
+    if str(host.get("CgroupnsMode") or "") not in ("", "host", "private"):
+        raise InvalidArgument(f"invalid cgroup namespace mode: {host['CgroupnsMode']}")
+    if str(host.get("UsernsMode") or "") not in ("", "host"):
+        raise InvalidArgument(f"invalid USER mode: {host['UsernsMode']} (matou remaps no "
+                              "user namespaces: only 'host' is known)")
+    for key in BLKIO_THROTTLES:
+        for entry in host.get(key) or []:
+            _block_device(entry, key)
     for key, (kind, modes) in NAMESPACE_MODES.items():
         mode = str(host.get(key) or "")
         if mode not in modes and not (kind != "uts" and mode.startswith("container:")
                                       and mode != "container:"):
             raise InvalidArgument(f"invalid {kind.upper()} mode: {mode}")
     devices(host)
+
+
+def _block_device(entry: Any, key: str) -> tuple[int, int, int]:
+    """A {Path, Rate} of the Blkio* lists: the device's numbers and the rate."""
+    if not isinstance(entry, dict) or not entry.get("Path"):
+        raise InvalidArgument(f"{key}: entries are {{\"Path\": …, \"Rate\": …}}")
+    try:
+        st = os.stat(str(entry["Path"]))
+        rate = int(entry.get("Rate") or 0)
+    except (OSError, ValueError) as e:
+        raise InvalidArgument(f"{key}: {entry.get('Path')}: {e}") from e
+    if not stat.S_ISBLK(st.st_mode):
+        raise InvalidArgument(f"{key}: {entry['Path']} is not a block device")
+    return os.major(st.st_rdev), os.minor(st.st_rdev), rate
+
+
+def warnings(host: dict[str, Any]) -> list[str]:
+    """What create drops and says so, as dockerd does on a kernel without it."""
+    out = []
+    weighted = host.get("BlkioWeight") or host.get("BlkioWeightDevice")
+    if weighted and not any(os.path.exists(os.path.join(BLKIO_ROOT, f))
+                            for f in ("blkio.weight", "blkio.bfq.weight")):
+        out.append("Your kernel does not support Block I/O weight or the cgroup is not "
+                   "mounted. Weight discarded.")
+    return out
 
 
 def devices(host: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -271,6 +309,8 @@ def build(container_id: str, config: dict[str, Any], host: dict[str, Any],
     joins = joins or {}
     namespaces = [{"type": t, "path": joins[t]} if joins.get(t) else {"type": t}
                   for t in ("pid", "ipc", "uts", "mount") if joins.get(t) != "host"]
+    if host.get("CgroupnsMode") == "private":  # the host's, by default on cgroup v1
+        namespaces.append({"type": "cgroup"})
     mode = host.get("NetworkMode") or "default"
     if mode != "host":
         namespaces.append({"type": "network", "path": netns} if netns else {"type": "network"})
@@ -407,4 +447,24 @@ def _resources(host: dict[str, Any], privileged: bool) -> dict[str, Any]:
         r["cpu"] = cpu
     if host.get("PidsLimit"):
         r["pids"] = {"limit": int(host["PidsLimit"])}
+    blkio: dict[str, Any] = {}
+    if not warnings({"BlkioWeight": 1}):  # weights only where the kernel has them
+        if host.get("BlkioWeight"):
+            blkio["weight"] = int(host["BlkioWeight"])
+        weights = []
+        for e in host.get("BlkioWeightDevice") or []:
+            major, minor, _ = _block_device({"Path": e.get("Path"), "Rate": 0},
+                                            "BlkioWeightDevice")
+            weights.append({"major": major, "minor": minor, "weight": int(e["Weight"])})
+        if weights:
+            blkio["weightDevice"] = weights
+    for key, oci in BLKIO_THROTTLES.items():
+        rates = []
+        for e in host.get(key) or []:
+            major, minor, rate = _block_device(e, key)
+            rates.append({"major": major, "minor": minor, "rate": rate})
+        if rates:
+            blkio[oci] = rates
+    if blkio:
+        r["blockIO"] = blkio
     return r
