@@ -91,8 +91,19 @@ async def push(store: ImageStore, text: str, emit: Emit, creds: Credentials | No
                             "progressDetail": {"current": done, "total": total}})
 
             await sent(0)
-            await target.upload(str(layer.digest), layer.size,
-                                _chunks(store, layer.digest, sent), started)
+            for attempt in range(1, 4):  # a broken connection: the blob again, anew
+                try:
+                    await target.upload(str(layer.digest), layer.size,
+                                        _chunks(store, layer.digest, sent), started)
+                    break
+                except (ConnectionError, TimeoutError):
+                    if attempt == 3:
+                        raise
+                    started = None
+                    await emit({"status": f"Retrying in {attempt} second"
+                                          f"{'s' if attempt > 1 else ''}",
+                                "progressDetail": {}, "id": s})
+                    await asyncio.sleep(attempt)
             await emit({"status": "Pushed", "progressDetail": {}, "id": s})
         if not await target.has(str(config_desc.digest)):
             await target.upload(str(config_desc.digest), config_desc.size,

@@ -244,24 +244,68 @@ class Pusher:
         if size > CHUNK:
             offset = 0
             async for piece in _pieces(chunks, CHUNK):
-                headers = {"Content-Type": "application/octet-stream",
-                           "Content-Range": f"{offset}-{offset + len(piece) - 1}",
-                           "Content-Length": str(len(piece)), **auth}
-                async with self.reg.session.patch(url, data=piece, headers=headers) as r:
-                    if r.status != 202:
-                        raise FailedPrecondition(f"{self.reg.host}/{self.repo}: blob "
-                                                 f"{digest}: chunk at {offset}: {r.status} "
-                                                 f"{(await r.text())[:200]}")
-                    url = self._upload_url(r, digest)
+                url = await self._send_piece(url, digest, piece, offset, auth)
                 offset += len(piece)
             data, size = b"", 0
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size),
                    **auth}
-        async with self.reg.session.put(url.update_query({"digest": digest}), data=data,
-                                        headers=headers) as put:
-            if put.status != 201:
-                raise FailedPrecondition(f"{self.reg.host}/{self.repo}: blob {digest}: "
-                                         f"{put.status} {(await put.text())[:200]}")
+        try:
+            async with self.reg.session.put(url.update_query({"digest": digest}), data=data,
+                                            headers=headers) as put:
+                if put.status != 201:
+                    raise FailedPrecondition(f"{self.reg.host}/{self.repo}: blob {digest}: "
+                                             f"{put.status} {(await put.text())[:200]}")
+        except aiohttp.ClientError as e:  # the caller may send the blob again
+            raise ConnectionError(f"{self.reg.host}/{self.repo}: blob {digest}: {e}") from e
+
+    async def _send_piece(self, url: URL, digest: str, piece: bytes, offset: int,
+                          auth: dict[str, str], attempts: int = 4) -> URL:
+        """PATCH one chunk at ``offset``. When the connection breaks, ask the registry how
+        far the upload got (GET: its Range) and send the rest of the chunk from there."""
+        sent = 0
+        for attempt in range(attempts):
+            start = offset + sent
+            headers = {"Content-Type": "application/octet-stream",
+                       "Content-Range": f"{start}-{offset + len(piece) - 1}",
+                       "Content-Length": str(len(piece) - sent), **auth}
+            try:
+                async with self.reg.session.patch(url, data=piece[sent:],
+                                                  headers=headers) as r:
+                    if r.status == 202:
+                        return self._upload_url(r, digest)
+                    if r.status != 416:
+                        raise FailedPrecondition(
+                            f"{self.reg.host}/{self.repo}: blob {digest}: chunk at {start}: "
+                            f"{r.status} {(await r.text())[:200]}")
+            except (TimeoutError, aiohttp.ClientError, ConnectionError) as e:
+                if attempt == attempts - 1:
+                    raise ConnectionError(f"{self.reg.host}/{self.repo}: blob {digest}: "
+                                          f"{e}") from e
+            url, have = await self._upload_status(url, digest, auth)
+            if not offset <= have <= offset + len(piece):
+                raise FailedPrecondition(f"{self.reg.host}/{self.repo}: blob {digest}: the "
+                                         f"upload stands at {have}, not within the chunk at "
+                                         f"{offset}")
+            sent = have - offset
+            if sent == len(piece):
+                return url
+        raise FailedPrecondition(f"{self.reg.host}/{self.repo}: blob {digest}: the chunk at "
+                                 f"{offset} did not go through")
+
+    async def _upload_status(self, url: URL, digest: str, auth: dict[str, str]
+                             ) -> tuple[URL, int]:
+        """Where an upload stands: its URL and how many bytes the registry holds."""
+        async with self.reg.session.get(url, headers=auth) as r:
+            if r.status != 204:
+                raise FailedPrecondition(f"{self.reg.host}/{self.repo}: blob {digest}: the "
+                                         f"upload is gone ({r.status})")
+            rng = r.headers.get("Range", "0-0").rpartition("-")[2]
+            have = int(rng) + 1 if rng.isdigit() else 0
+            location = r.headers.get("Location", "")
+            if location:
+                url = URL(location) if location.startswith("http") else \
+                    URL(self.reg.base).join(URL(location))
+            return url, have
 
     async def manifest(self, ref: str, data: bytes, media_type: str) -> str:
         r = await self.reg.request("PUT", f"/v2/{self.repo}/manifests/{ref}", self.scope,
