@@ -67,7 +67,7 @@ async def test_a_chunked_upload_cut_off_goes_on_where_the_registry_stands() -> N
     store = Store(Memory())
     server = TestServer(build_app(store))
     await server.start_server()
-    cuts = []
+    cuts: list[int] = []
 
     async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
                    cutting: bool) -> None:
