@@ -2276,8 +2276,17 @@ def parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `matou ps | head`: the reader left; so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: list[str]) -> int:
     top = parser()
+    if argv[:1] in (["--help"], ["-h"], ["help"]):
+        argv = []  # the usage with the commands, as `docker --help` shows them
     # global options first, then the command (management form mapped to the short one)
     g = top.parse_args(argv)
     rest = g.command
@@ -2287,12 +2296,16 @@ def main(argv: list[str] | None = None) -> int:
         rest = ["version", "--format", "matou version {{.Client.Version}}"]
     if not rest:
         top.print_help()
-        print("\nCommands:\n" + "".join(f"  {n:<20}{h}\n" for n, (_, _, h) in
-                                       sorted(COMMANDS.items()) if "-" not in n))
+        print("\nManagement Commands:\n" + "".join(
+            f"  {n:<20}Manage {'matou' if n == 'system' else n + 's'}\n"
+            for n in sorted(MANAGEMENT)) +
+            "\nCommands:\n" + "".join(f"  {n:<20}{h}\n" for n, (_, _, h) in
+                                       sorted(COMMANDS.items()) if "-" not in n) +
+            "\nRun 'matou COMMAND --help' for more information on a command.")
         return 0
     name = rest[0]
     if name in MANAGEMENT:
-        if len(rest) < 2:
+        if len(rest) < 2 or rest[1] in ("--help", "-h", "help"):
             print(f"Usage:  matou {name} COMMAND\n\nCommands:\n" + "".join(
                 f"  {verb:<12}{COMMANDS[short][2]}\n"
                 for verb, short in sorted(MANAGEMENT[name].items())) +
