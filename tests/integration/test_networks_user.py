@@ -185,6 +185,26 @@ def test_ipv6_networks(daemon: Daemon, busybox_archive: Path) -> None:
     across = d.docker("run", "--rm", "--network", "six", "busybox", "ping", "-6", "-c1",
                       "-W2", other_ip, check=False)
     assert across.returncode != 0  # another network: not reachable
+    # a published port reaches a container with IPv6 on the host's IPv6 addresses too
+    d.docker("run", "-d", "--name", "web6", "--network", "six", "-p", "80", "busybox",
+             "httpd", "-f", "-p", "80", "-h", "/etc")
+    port = d.docker("port", "web6", "80").stdout.split(":")[-1].strip()
+    import urllib.request
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://[fd42:77::1]:{port}/hostname",
+                                        timeout=2) as r:
+                assert r.status == 200
+                break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert any("-j DNAT" in r for r in netfilter_rules(d.chain_prefix) if r.startswith("v6 "))
+    d.docker("rm", "-f", "web6")
+    assert not [r for r in netfilter_rules(d.chain_prefix)
+                if r.startswith("v6 ") and "-j DNAT" in r]
     d.docker("network", "connect", "inner6", "srv6")
     inner_ip = json.loads(d.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}",
                                    "srv6").stdout)["inner6"]["GlobalIPv6Address"]

@@ -236,11 +236,14 @@ class NetworkService:
 
     def _reinstall(self, running: Iterable[Container] | None = None) -> None:
         ports: list[tuple[str, PortMap]] = []
+        ports6: list[tuple[str, PortMap]] = []
         for c in running if running is not None else self.members():
             att = c.r.get("MatouNet") or {}
             if c.running and att.get("Ports") and att.get("IP"):
                 ports += [(att["IP"], m) for m in from_docker(att["Ports"])]
-        self.rules.install([b.link() for b in self.bridges.values()], ports)
+                if att.get("IP6"):
+                    ports6 += [(att["IP6"], m) for m in from_docker(att["Ports"])]
+        self.rules.install([b.link() for b in self.bridges.values()], ports, ports6)
 
     async def shutdown(self, any_running: bool) -> None:
         """Containers still running keep their network (live restore); with none left,
@@ -487,6 +490,7 @@ class NetworkService:
                                        "IP6": att.ip6}
         if first:
             mat["IP"] = att.ip
+            mat["IP6"] = att.ip6
             mat["Ports"] = docker_ports(att.ports, (config.get("ExposedPorts") or {}).keys())
             c.r["NetworkSettings"]["Ports"] = mat["Ports"]
         names = None
@@ -510,7 +514,8 @@ class NetworkService:
         if e is None or net is None:
             return
         ports = tuple(from_docker(mat.get("Ports"))) if e["IP"] == mat.get("IP") else ()
-        att = bridges.Attachment(netid, e["IP"], 0, "", "", e["HostIf"], ports)
+        att = bridges.Attachment(netid, e["IP"], 0, "", "", e["HostIf"], ports,
+                                 e.get("IP6", "") if ports else "")
         try:
             await asyncio.to_thread(net.detach, c.id, att, self.rules, self.ports, unplug)
         except Exception as ex:

@@ -59,7 +59,8 @@ class Rules:
     def __init__(self, fw: Firewall) -> None:
         self.fw = fw
 
-    def install(self, links: list[Link], ports: list[tuple[str, PortMap]]) -> None:
+    def install(self, links: list[Link], ports: list[tuple[str, PortMap]],
+                ports6: list[tuple[str, PortMap]] | None = None) -> None:
         rules = self.fw.forward_rules(links)
         rules += [r for ip, m in ports for r in self.fw.port_rules(ip, m)]
         netfilter.restore(self.fw.batch(rules, declare=True))
@@ -70,8 +71,9 @@ class Rules:
         if not netfilter.available(v6=True):
             return
         if any(link.subnet6 for link in links):
-            netfilter.restore(self.fw.batch(self.fw.forward_rules(links, v6=True),
-                                            declare=True, v6=True), v6=True)
+            rules6 = self.fw.forward_rules(links, v6=True)
+            rules6 += [r for ip, m in ports6 or [] for r in self.fw.port_rules(ip, m, v6=True)]
+            netfilter.restore(self.fw.batch(rules6, declare=True, v6=True), v6=True)
             for j in self.fw.jumps(v6=True):
                 if not netfilter.run("-t", j.table, "-C", j.chain, *j.spec.split(), v6=True):
                     netfilter.run("-t", j.table, "-I", j.chain, "1", *j.spec.split(),
@@ -79,13 +81,13 @@ class Rules:
         elif self.fw.fwd in netfilter.chains("filter", v6=True):
             self._remove(v6=True)
 
-    def add(self, rules: list[Rule]) -> None:
+    def add(self, rules: list[Rule], v6: bool = False) -> None:
         if rules:
-            netfilter.restore(self.fw.batch(rules))
+            netfilter.restore(self.fw.batch(rules, v6=v6), v6=v6)
 
-    def delete(self, rules: list[Rule]) -> None:
+    def delete(self, rules: list[Rule], v6: bool = False) -> None:
         for r in rules:
-            netfilter.run("-t", r.table, "-D", r.chain, *r.spec.split())
+            netfilter.run("-t", r.table, "-D", r.chain, *r.spec.split(), v6=v6)
 
     def remove_all(self) -> None:
         self._remove(v6=False)
@@ -166,6 +168,9 @@ class BridgeNetwork:
             if wanted:
                 maps = ports.allocate(owner, wanted)
                 rules.add([r for m in maps for r in rules.fw.port_rules(addr, m)])
+                if addr6:
+                    rules.add([r for m in maps for r in rules.fw.port_rules(addr6, m, True)],
+                              v6=True)
         except BaseException:
             if maps:
                 ports.release(owner)
@@ -185,6 +190,9 @@ class BridgeNetwork:
         container that keeps running (docker network disconnect)."""
         if att.ports:
             rules.delete([r for m in att.ports for r in rules.fw.port_rules(att.ip, m)])
+            if att.ip6:
+                rules.delete([r for m in att.ports
+                              for r in rules.fw.port_rules(att.ip6, m, True)], v6=True)
             ports.release(owner)
         if unplug:
             netlink.delete_link(att.host_if)

@@ -9,8 +9,8 @@ ones, so that its rules come first, are found again by name, and go without a tr
 
 ``P`` is MATOU for the default bridge matou0, else derived from the bridge name, so that
 two daemons on one host (tests, peers) never touch each other's rules. Networks with IPv6
-get the same forwarding rules and masquerading in ip6tables (P-FWD and P-POST only: no
-port is published on IPv6).
+get the same chains in ip6tables: forwarding, masquerading, and the ports published to
+containers that have an IPv6 address.
 
 May import: network, errors.
 """
@@ -43,17 +43,12 @@ class Firewall:
         self.post = self.prefix + "-POST"
 
     def jumps(self, v6: bool = False) -> list[Rule]:
-        if v6:
-            return [Rule("filter", "FORWARD", f"-j {self.fwd}"),
-                    Rule("nat", "POSTROUTING", f"-j {self.post}")]
         return [Rule("filter", "FORWARD", f"-j {self.fwd}"),
                 Rule("nat", "PREROUTING", f"-m addrtype --dst-type LOCAL -j {self.dnat}"),
                 Rule("nat", "OUTPUT", f"-m addrtype --dst-type LOCAL -j {self.dnat}"),
                 Rule("nat", "POSTROUTING", f"-j {self.post}")]
 
     def chains(self, v6: bool = False) -> list[tuple[str, str]]:
-        if v6:
-            return [("filter", self.fwd), ("nat", self.post)]
         return [("filter", self.fwd), ("nat", self.dnat), ("nat", self.post)]
 
     def link_rules(self, link: Link, v6: bool = False) -> list[Rule]:
@@ -84,11 +79,24 @@ class Firewall:
                           Rule("filter", self.fwd, f"-o {a.bridge} ! -i {a.bridge} -j DROP")]
         return drops + [r for link in links for r in self.link_rules(link, v6)]
 
-    def port_rules(self, ip: str, m: PortMap) -> list[Rule]:
-        dst = "" if m.host_ip in ("", "0.0.0.0") else f"-d {m.host_ip}/32 "
+    def port_rules(self, ip: str, m: PortMap, v6: bool = False) -> list[Rule]:
+        """A published port to the container's ``ip`` (IPv6 with ``v6``). A port on every
+        address (0.0.0.0) is published on both families; one on a given host address only
+        on that address's family."""
+        any_host = m.host_ip in ("", "0.0.0.0", "::")
+        if not any_host and (":" in m.host_ip) != v6:
+            return []
+        if v6:
+            dst = "" if any_host else f"-d {m.host_ip}/128 "
+            to, me = f"[{ip}]:{m.container_port}", f"{ip}/128"
+        else:
+            if m.host_ip == "::":
+                return []
+            dst = "" if any_host else f"-d {m.host_ip}/32 "
+            to, me = f"{ip}:{m.container_port}", f"{ip}/32"
         return [Rule("nat", self.dnat, f"{dst}-p {m.proto} -m {m.proto} --dport {m.host_port} "
-                                       f"-j DNAT --to-destination {ip}:{m.container_port}"),
-                Rule("nat", self.post, f"-s {ip}/32 -d {ip}/32 -p {m.proto} -m {m.proto} "
+                                       f"-j DNAT --to-destination {to}"),
+                Rule("nat", self.post, f"-s {me} -d {me} -p {m.proto} -m {m.proto} "
                                        f"--dport {m.container_port} -j MASQUERADE")]
 
     def batch(self, rules: list[Rule], declare: bool = False, v6: bool = False) -> str:
