@@ -257,8 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                           level.upper()),
                         format="time=%(asctime)s level=%(levelname)s msg=%(message)s",
                         stream=sys.stderr)
-    for noisy in ("pyroute2", "asyncio"):  # their debug logs trace every netlink message
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("asyncio").setLevel(logging.WARNING)  # its debug log is noise
     if os.geteuid() != 0:
         print("matoud: must run as root", file=sys.stderr)
         return 1

@@ -8,7 +8,7 @@ nobody's child, so nothing ties it to the daemon's life) and reports the shim's 
 
 It is a fresh interpreter (started by matoud before any thread of its own), not a fork of
 matoud: a shim then carries only the runtime and the shim — about half the memory of a
-fork of the daemon with aiohttp, pyroute2 and the engine in it. Its command line ends
+fork of the daemon with aiohttp and the engine in it. Its command line ends
 with matoud's own, so that `ps` and `pkill -f` tell which daemon it (and each shim
 forked from it) belongs to.
 """
