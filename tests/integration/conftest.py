@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from matou.oci.default_spec import default_spec
-from tests.integration.matoud import busybox_archive, daemon  # noqa: F401  (fixtures)
+from tests.integration.matoud import busybox_archive, daemon, peer_docker  # noqa: F401  (fixtures)
 
 RUNTIME = os.path.join(os.path.dirname(sys.executable), "matou-runtime")
 BUSYBOX = "/bin/busybox"

@@ -203,3 +203,32 @@ def busybox_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with open(out, "wb") as f:
         formats.save_archive(store, ["busybox:latest"], f)
     return out
+
+
+PEER_DOCKER = "unix:///run/peer-docker.sock"
+
+
+def peer_docker_answers() -> bool:
+    """True when a peer dockerd (../shared/peers/dockerd.sh) answers on its socket; a socket
+    file left behind by a stopped one does not count."""
+    if not shutil.which("docker"):
+        return False
+    try:
+        p = subprocess.run(["docker", "-H", PEER_DOCKER, "version", "-f", "{{.Server.Version}}"],
+                           capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        return False
+    return p.returncode == 0 and bool(p.stdout.strip())
+
+
+@pytest.fixture
+def peer_docker(busybox_archive: Path) -> str:
+    """The peer dockerd's address, with busybox:latest loaded into it; skips without one."""
+    if not peer_docker_answers():
+        pytest.skip("no peer dockerd answers on " + PEER_DOCKER)
+    docker = ["docker", "-H", PEER_DOCKER]
+    if subprocess.run([*docker, "image", "inspect", "busybox:latest"], capture_output=True,
+                      timeout=30).returncode != 0:
+        subprocess.run([*docker, "load", "-i", str(busybox_archive)], check=True,
+                       capture_output=True, timeout=120)
+    return PEER_DOCKER

@@ -25,9 +25,9 @@ from matou.images.store import ImageStore
 from matou.linux import libc
 from matou.oci import image as oci
 from matou.oci.digest import sha256_bytes
+from tests.integration.matoud import PEER_DOCKER, peer_docker_answers
 
 FIXTURES = Path("/var/lib/matou-fixtures")
-PEER_DOCKER = "unix:///run/peer-docker.sock"
 
 
 @pytest.fixture(params=["overlayfs", "native"])
@@ -334,9 +334,8 @@ def test_dockerd_save_archive_loads_with_same_ids(overlay_store: ImageStore, nam
 
 def test_matou_save_loads_into_dockerd(overlay_store: ImageStore, tmp_path: Path) -> None:
     meta = _fixture("multi.json")
-    if subprocess.run(["docker", "-H", PEER_DOCKER, "version"],
-                      capture_output=True).returncode != 0:
-        pytest.skip("peer dockerd is not running")
+    if not peer_docker_answers():
+        pytest.skip("no peer dockerd answers on " + PEER_DOCKER)
     with open(FIXTURES / "multi-docker-save.tar", "rb") as f:
         formats.load_archive(overlay_store, f)
     overlay_store.tag(str(meta["image_id"]), "matou-roundtrip/multi:1")

@@ -107,13 +107,9 @@ def test_skopeo_copies_in_and_out(registry: str, tmp_path: Path) -> None:
     assert [r["name"] for r in found["results"]] == ["library/busybox"]
 
 
-PEER = "unix:///run/peer-docker.sock"
-
-
-@pytest.mark.skipif(not os.path.exists("/run/peer-docker.sock"), reason="no peer dockerd")
-def test_dockerd_pushes_and_pulls(registry: str) -> None:
+def test_dockerd_pushes_and_pulls(registry: str, peer_docker: str) -> None:
     def docker(*args: str) -> str:
-        p = subprocess.run(["docker", "-H", PEER, *args], capture_output=True, text=True,
+        p = subprocess.run(["docker", "-H", peer_docker, *args], capture_output=True, text=True,
                            timeout=120)
         assert p.returncode == 0, p.stderr
         return p.stdout
@@ -128,7 +124,7 @@ def test_dockerd_pushes_and_pulls(registry: str) -> None:
         digests = json.loads(docker("inspect", "-f", "{{json .RepoDigests}}", image))
         assert f"{registry}/peer/busybox@{digest}" in digests
     finally:
-        subprocess.run(["docker", "-H", PEER, "rmi", image], capture_output=True, timeout=60)
+        subprocess.run(["docker", "-H", peer_docker, "rmi", image], capture_output=True, timeout=60)
 
 
 @pytest.mark.skipif(not shutil.which("skopeo") or not shutil.which("docker"),
