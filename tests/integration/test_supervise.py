@@ -105,7 +105,13 @@ def test_without_the_supervisor_the_shim_serves(tmp_path: Path, busybox_archive:
 
 def test_exec_helpers_end_with_their_exec(daemon: Daemon, busybox_archive: Path) -> None:
     d = daemon
+
+    def engine_processes() -> list[str]:
+        return subprocess.run(["pgrep", "-f", f"matoud -H {d.host} "], capture_output=True,
+                              text=True).stdout.split()
+
     d.docker("load", "-i", str(busybox_archive))
+    assert len(engine_processes()) == 1  # no fork server until a container needs one
     cid = d.docker("run", "-d", "busybox", "sleep", "600").stdout.strip()
     assert d.docker("exec", cid, "nosuchcmd", check=False).returncode == 126
     assert d.docker("exec", cid, "sh", "-c", "exit 7", check=False).returncode == 7
@@ -115,6 +121,4 @@ def test_exec_helpers_end_with_their_exec(daemon: Daemon, busybox_archive: Path)
     while list(rundir.glob("exec-*.sock")):  # each helper removes its socket as it ends
         assert time.monotonic() < deadline, list(rundir.glob("exec-*.sock"))
         time.sleep(0.1)
-    helpers = subprocess.run(["pgrep", "-f", f"matoud -H {d.host} "], capture_output=True,
-                             text=True).stdout.split()
-    assert len(helpers) == 2  # matoud and its fork server: no helper left waiting
+    assert len(engine_processes()) == 2  # matoud and its fork server: no helper waiting

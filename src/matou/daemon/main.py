@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from matou.shim.forkserver import ForkServer
+from matou.shim.forkserver import IDLE_STOP, ForkServer
 
 DEFAULT_SOCKET = "unix:///run/matou/matou.sock"
 DEFAULT_CONFIG = "/etc/matou/daemon.json"
@@ -167,6 +167,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+async def _let_an_idle_fork_server_go(forks: ForkServer) -> None:
+    while True:
+        await asyncio.sleep(30)
+        if await asyncio.to_thread(forks.stop_if_idle):
+            log.debug("fork server unused for %d s: stopped", IDLE_STOP)
+
+
 async def serve(a: argparse.Namespace, forks: ForkServer) -> None:
     from matou.api.server import build_app
     from matou.engine import Config, Engine
@@ -235,7 +242,9 @@ async def serve(a: argparse.Namespace, forks: ForkServer) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    idle = asyncio.create_task(_let_an_idle_fork_server_go(forks))
     await stop.wait()
+    idle.cancel()
     log.info("shutting down")
     await runner.cleanup()
     try:
@@ -261,8 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("matoud: must run as root", file=sys.stderr)
         return 1
-    # the fork server must be forked while this process has one thread: before asyncio
-    forks = ForkServer.start()
+    forks = ForkServer()  # started by the first container or exec that needs it
     try:
         asyncio.run(serve(a, forks))
     except KeyboardInterrupt:

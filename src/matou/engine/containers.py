@@ -147,6 +147,14 @@ class ContainerService:
                 raise
             # removed meanwhile (rm -f racing its exit): nothing left to record
 
+    def warm_forks(self) -> None:
+        """A start will follow: have the fork server start, if it is not running, while
+        this request goes on (it is let go when idle; see matou.shim.forkserver)."""
+        if self.forks.sock is None:
+            warming = asyncio.get_running_loop().run_in_executor(None, self.forks.warm)
+            # a failure is the start's to report, when its spawn tries again
+            warming.add_done_callback(lambda f: f.exception())
+
     # -- create ----------------------------------------------------------------------------
 
     async def create(self, name: str | None, config: dict[str, Any], host: dict[str, Any],
@@ -156,6 +164,7 @@ class ContainerService:
         if not image_ref or not isinstance(image_ref, str):
             raise InvalidArgument("config.Image is required")
         image = await asyncio.to_thread(self.images.get, image_ref)
+        self.warm_forks()
         if platform:  # `--platform`: the image must be for it, as dockerd 25+ checks
             want = platform.lower().split("/")
             have = [image.config.os, image.config.architecture, image.config.variant]
@@ -896,6 +905,7 @@ class ExecService:
         if not cmd or not isinstance(cmd, list):
             raise InvalidArgument("No exec command specified")
         exec_id = uuid.uuid4().hex + uuid.uuid4().hex
+        self.containers.warm_forks()
         self.execs[exec_id] = {"ID": exec_id, "ContainerID": c.id, "Config": config,
                                "Running": False, "ExitCode": None, "Pid": 0}
         self.containers.events.emit("container", f"exec_create: {' '.join(cmd)}", c.id,

@@ -6,11 +6,16 @@ nobody's child, so nothing ties it to the daemon's life) and reports the shim's 
                            (python -m               exits at once
                             matou.shim.forkserver)
 
-It is a fresh interpreter (started by matoud before any thread of its own), not a fork of
-matoud: a shim then carries only the runtime and the shim — about half the memory of a
-fork of the daemon with aiohttp and the engine in it. Its command line ends
-with matoud's own, so that `ps` and `pkill -f` tell which daemon it (and each shim
-forked from it) belongs to.
+It is a fresh interpreter, not a fork of matoud: a shim then carries only the runtime and
+the shim — about half the memory of a fork of the daemon with aiohttp and the engine in it.
+It is spawned with fork+exec (subprocess), which is safe from a threaded daemon. Its
+command line ends with matoud's own, so that `ps` and `pkill -f` tell which daemon it (and
+each shim forked from it) belongs to.
+
+matoud starts it when first needed — a container or exec create warms it up, so that the
+start after it finds it importing or ready — and lets it go after IDLE_STOP seconds without
+a spawn. Shims and exec helpers do not depend on it once forked, so an idle daemon holds
+no second interpreter (13 MiB).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import Any, NoReturn
 
 from matou.errors import SystemError_
@@ -68,37 +74,80 @@ def _serve(sock: socket.socket) -> NoReturn:
         sock.send(json.dumps({"pid": shim_pid}).encode())
 
 
-class ForkServer:
-    def __init__(self, sock: socket.socket, pid: int) -> None:
-        self.sock = sock
-        self.pid = pid
-        self.lock = threading.Lock()
+IDLE_STOP = 300.0  # seconds without a spawn before the fork server is let go
 
-    @classmethod
-    def start(cls) -> ForkServer:
-        """Call while the process is still single-threaded."""
-        if threading.active_count() > 1:
-            raise SystemError_("fork server", "start", 35)  # EDEADLK: threads exist
+
+class ForkServer:
+    """matoud's handle on its fork server. Thread-safe: spawn, warm and stop_if_idle
+    block, so call them from a worker thread."""
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.pid = 0
+        self.lock = threading.Lock()  # held for a whole request and reply, or a launch
+        self.last_use = 0.0
+
+    def _launch(self) -> socket.socket:
+        # with self.lock held; returns at once, the server imports while we go on
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.set_inheritable(False)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "matou.shim.forkserver", str(theirs.fileno()), "--",
-             *sys.argv], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
-        theirs.close()
-        return cls(ours, proc.pid)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "matou.shim.forkserver", str(theirs.fileno()), "--",
+                 *sys.argv], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        except OSError as e:
+            ours.close()
+            raise SystemError_("fork server", "start", e.errno or 5) from e
+        finally:
+            theirs.close()
+        self.sock, self.pid = ours, proc.pid
+        return ours
+
+    def warm(self) -> None:
+        """Start the server unless it runs, so that a spawn soon after finds it ready."""
+        with self.lock:
+            if self.sock is None:
+                self._launch()
+            self.last_use = time.monotonic()
 
     def spawn(self, conf: dict[str, Any], fds: tuple[int, ...] = ()) -> int:
-        """Fork a shim for ``conf`` (handing it ``fds``); returns its pid (blocking: call
-        from a thread)."""
+        """Fork a shim for ``conf`` (handing it ``fds``); returns its pid."""
         with self.lock:
-            socket.send_fds(self.sock, [json.dumps(conf).encode()], list(fds))
-            reply = self.sock.recv(4096)
-        if not reply:
-            raise SystemError_("fork server", "spawn", 32)
+            sock = self.sock or self._launch()
+            self.last_use = time.monotonic()
+            try:
+                socket.send_fds(sock, [json.dumps(conf).encode()], list(fds))
+                reply = sock.recv(4096)
+            except OSError:
+                reply = b""
+            if not reply:  # the server died: the next spawn starts a new one
+                self._stop()
+                raise SystemError_("fork server", "spawn", 32)
         return int(json.loads(reply)["pid"])
 
+    def stop_if_idle(self, idle: float = IDLE_STOP) -> bool:
+        """Let the server go if it has not been used for ``idle`` seconds and nothing is
+        being spawned right now; True if it was stopped."""
+        if not self.lock.acquire(blocking=False):
+            return False  # a spawn is under way
+        try:
+            if self.sock is None or time.monotonic() - self.last_use < idle:
+                return False
+            self._stop()
+            return True
+        finally:
+            self.lock.release()
+
     def stop(self) -> None:
+        with self.lock:
+            self._stop()
+
+    def _stop(self) -> None:
+        # with self.lock held: the server exits when its socket closes
+        if self.sock is None:
+            return
         self.sock.close()
+        self.sock = None
         try:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
