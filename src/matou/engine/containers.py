@@ -840,6 +840,17 @@ def _signal(text: str) -> int:
     return parse_signal(str(text))
 
 
+def _take_record(record: str) -> dict[str, Any] | None:
+    """An exec helper's record of its process's exit, if there is one; from now on it is
+    kept in the daemon's memory (healthchecks make many)."""
+    if not record or not os.path.exists(record):
+        return None
+    status = _read_json(record)
+    with contextlib.suppress(OSError):
+        os.unlink(record)
+    return status
+
+
 def _read_json(path: str) -> dict[str, Any]:
     try:
         with open(path) as f:
@@ -991,13 +1002,13 @@ class ExecService:
         if ex["Running"]:
             c = self.containers.containers.get(ex["ContainerID"])
             sock, record = exec_paths(self.containers._rundir(c), exec_id) if c else ("", "")
-            status = None
-            if sock and os.path.exists(sock):
+            # the helper records the exit before it ends the stream: once the client saw
+            # the end, the record is there and the helper need not be asked
+            status = _take_record(record)
+            if status is None and sock and os.path.exists(sock):
                 status = await _shim_call(sock, {"cmd": "exec-status", "id": exec_id})
-            if status is None and record and os.path.exists(record):
-                status = _read_json(record)  # the helper is gone: what it recorded
-                with contextlib.suppress(OSError):
-                    os.unlink(record)  # kept here from now on (healthchecks make many)
+                if status is None:
+                    status = _take_record(record)  # it ended meanwhile
             if status is None or status.get("exit") is not None:
                 ex["Running"] = False
                 ex["ExitCode"] = 137 if status is None or status.get("exit") is None \

@@ -20,6 +20,7 @@ no second interpreter (13 MiB).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -37,6 +38,10 @@ def _serve(sock: socket.socket) -> NoReturn:
     from matou.oci import runtime_spec  # noqa: F401
     from matou.runtime import create, delete, exec, foreground, start, store  # noqa: F401
     from matou.shim import shim  # imported here, once, before any fork of a shim
+
+    # what is here now stays: a collection in a shim need not walk it, which would copy
+    # its pages out of this process's, one by one
+    gc.freeze()
 
     while True:
         try:
@@ -70,8 +75,8 @@ def _serve(sock: socket.socket) -> NoReturn:
             os.close(fd)
         shim_pid = int(os.read(r, 64) or b"0")
         os.close(r)
-        os.waitpid(pid, 0)
-        sock.send(json.dumps({"pid": shim_pid}).encode())
+        sock.send(json.dumps({"pid": shim_pid}).encode())  # before the intermediate is
+        os.waitpid(pid, 0)                                  # reaped: its exit takes time
 
 
 IDLE_STOP = 300.0  # seconds without a spawn before the fork server is let go

@@ -90,6 +90,7 @@ class Shim:
         self.execs: dict[str, _Exec] = {}
         self.exec_fds: dict[int, str] = {}   # output fd -> exec id
         self.exec_only = False               # the helper of one `docker exec`
+        self.exec_record = ""                # …and where it records its process's exit
         self.exec_tried = False
         self.born = time.monotonic()
         self.listener: socket.socket
@@ -493,6 +494,9 @@ class Shim:
         if ex.stdin_w >= 0:
             os.close(ex.stdin_w)
             ex.stdin_w = -1
+        if self.exec_record:  # before the stream ends: a client's inspect comes next
+            atomic_json(self.exec_record, {"exit": ex.exit})
+            self.exec_record = ""
         self._drop(ex.client)
 
     def _answer_wait(self, c: _Client) -> None:
@@ -589,13 +593,14 @@ def run_exec(conf: dict[str, Any]) -> NoReturn:
     code = 0
     shim = Shim({**conf, "log": ""})
     shim.exec_only = True
-    sock, status = exec_paths(conf["dir"], conf["exec_id"])
+    sock, shim.exec_record = exec_paths(conf["dir"], conf["exec_id"])
     try:
         given = conf.get("fds") or []
         listener, r = _become(sock, socket.socket(fileno=given[0]) if given else None)
         shim.serve(listener, r)
-        ex = next(iter(shim.execs.values()), None)
-        atomic_json(status, {"exit": ex.exit if ex is not None else None})
+        if shim.exec_record:  # not recorded as its stream ended (it never started)
+            ex = next(iter(shim.execs.values()), None)
+            atomic_json(shim.exec_record, {"exit": ex.exit if ex is not None else None})
     except BaseException:
         code = 1
     try:
