@@ -597,10 +597,8 @@ def run_exec(conf: dict[str, Any]) -> NoReturn:
     try:
         given = conf.get("fds") or []
         listener, r = _become(sock, socket.socket(fileno=given[0]) if given else None)
-        shim.serve(listener, r)
-        if shim.exec_record:  # not recorded as its stream ended (it never started)
-            ex = next(iter(shim.execs.values()), None)
-            atomic_json(shim.exec_record, {"exit": ex.exit if ex is not None else None})
+        shim.serve(listener, r)  # the exit is recorded as the stream ends (_exec_maybe_done);
+        # an exec that never started has none: the daemon answered its start with the error
     except BaseException:
         code = 1
     try:
