@@ -100,29 +100,35 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     try:
         yield d
     finally:
-        if d.proc is not None and d.proc.poll() is None:
-            try:
-                ids = d.docker("ps", "-aq", check=False).stdout.split()
-                if ids:
-                    d.docker("rm", "-f", *ids, check=False)
-            except subprocess.TimeoutExpired:
-                pass  # the daemon and what it left are killed below all the same
+        clean_up(d)
+
+
+def clean_up(d: Daemon) -> None:
+    """Remove the daemon's containers, stop it and remove whatever it (or a failing test)
+    left: processes, cgroups, mounts, its bridge and netfilter chains."""
+    if d.proc is not None and d.proc.poll() is None:
         try:
-            d.stop()
+            ids = d.docker("ps", "-aq", check=False).stdout.split()
+            if ids:
+                d.docker("rm", "-f", *ids, check=False)
         except subprocess.TimeoutExpired:
-            pass
-        if d.proc is not None:  # its fork server goes when the daemon does; make sure
-            subprocess.run(["pkill", "-9", "-f", f"matoud -H {d.host} "], capture_output=True)
-            # and the native supervisors of containers a failing test left running
-            subprocess.run(["pkill", "-9", "-f", f"matou-supervise {d.run}/"],
-                           capture_output=True)
-        _kill_containers(d)
-        leftovers(d)
-        shutil.rmtree(d.run, ignore_errors=True)
-        subprocess.run(["umount", "-R", "-l", str(d.data)], capture_output=True)
-        for cg in Path("/sys/fs/cgroup").glob("*/matou"):
-            with contextlib.suppress(OSError):
-                cg.rmdir()
+            pass  # the daemon and what it left are killed below all the same
+    try:
+        d.stop()
+    except subprocess.TimeoutExpired:
+        pass
+    if d.proc is not None:  # its fork server goes when the daemon does; make sure
+        subprocess.run(["pkill", "-9", "-f", f"matoud -H {d.host} "], capture_output=True)
+        # and the native supervisors of containers a failing test left running
+        subprocess.run(["pkill", "-9", "-f", f"matou-supervise {d.run}/"],
+                       capture_output=True)
+    _kill_containers(d)
+    leftovers(d)
+    shutil.rmtree(d.run, ignore_errors=True)
+    subprocess.run(["umount", "-R", "-l", str(d.data)], capture_output=True)
+    for cg in Path("/sys/fs/cgroup").glob("*/matou"):
+        with contextlib.suppress(OSError):
+            cg.rmdir()
 
 
 def _kill_containers(d: Daemon) -> None:

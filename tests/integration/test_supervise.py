@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from matou.shim.shim import supervisor
-from tests.integration.matoud import Daemon
+from tests.integration.matoud import Daemon, clean_up
 
 pytestmark = pytest.mark.skipif(supervisor() is None, reason="matou-supervise not built")
 
@@ -94,13 +93,7 @@ def test_without_the_supervisor_the_shim_serves(tmp_path: Path, busybox_archive:
         assert d.docker("logs", cid).stdout == "started\n"
         d.docker("rm", "-f", cid)
     finally:
-        ids = d.docker("ps", "-aq", check=False).stdout.split()
-        if ids:
-            d.docker("rm", "-f", *ids, check=False)
-        d.stop(signal.SIGTERM)
-        subprocess.run(["pkill", "-9", "-f", f"matoud -H {d.host} "], capture_output=True)
-        shutil.rmtree(d.run, ignore_errors=True)
-        subprocess.run(["umount", "-R", "-l", str(d.data)], capture_output=True)
+        clean_up(d)
 
 
 def test_exec_helpers_end_with_their_exec(daemon: Daemon, busybox_archive: Path) -> None:
