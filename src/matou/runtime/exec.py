@@ -1,8 +1,8 @@
 """`exec`: one more process in a live container's namespaces and cgroup.
 
-    matou-runtime exec (parent)
-      └─ stage 1: joins the cgroup (parent writes it) → setns user → … → mnt → fork, report
-         └─ stage 2 (in the container's pid ns): terminal → become the process (execve)
+    matou-runtime exec (parent): setns pid (and time) for its children, fork, setns back
+      └─ child (in the container's pid ns): joins the cgroup → setns user → … → mnt →
+         terminal → become the process (execve)
 
 The parent learns that the exec happened when the channel closes (it is close-on-exec)
 without an error message on it.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Callable
 from typing import NamedTuple, NoReturn
 
 from matou.cgroups import Manager
@@ -29,6 +30,7 @@ from matou.runtime.store import Store
 
 # user first (it grants the rights to join the rest), mnt last (it changes our root)
 _JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
+_FOR_CHILDREN = ("pid", "time")  # setns(2) moves the caller's children, not the caller
 
 
 class ExecOptions(NamedTuple):
@@ -70,33 +72,31 @@ def exec_process(store: Store, opts: ExecOptions) -> int:
     if opts.process.terminal and console is None:
         raise FailedPrecondition("cannot allocate tty without setting console socket")
     parent, child = Channel.pair()
-    keep = {child.fileno(), *(fd for _, fd in joins)}
+    # pid and time namespaces are entered for the children to come: joined here, around
+    # the fork (and left again after it), so one child, already in them, does the rest
+    here = [(kind, fd) for kind, fd in joins if kind in _FOR_CHILDREN]
+    there = [(kind, fd) for kind, fd in joins if kind not in _FOR_CHILDREN]
+    keep = {child.fileno(), *(fd for _, fd in there)}
     if console is not None:
         keep.add(console.fileno())
-    pid1 = os.fork()
-    if pid1 == 0:
-        parent.close()
-        _stage1(child, prepared, joins, console, keep, rec.cgroup())
+    pid = _fork_in(here, lambda: _child(child, parent, prepared, there, console, keep,
+                                         rec.cgroup()))
     child.close()
     for _, fd in joins:
         os.close(fd)
     if console is not None and opts.console_socket:
         console.close()
     try:
-        parent.expect("joined")
-        pid = int(parent.expect("pid")["pid"])
-        _reap(pid1)
-        parent.send("go")
         try:
-            msg = parent.sock.recv(65536)
+            msg = parent.sock.recv(65536)  # nothing, once the exec closed its end
         except ConnectionResetError:
             msg = b""
         if msg:
             raise ChildError(str(json.loads(msg).get("message")))
     except BaseException as e:
-        parent.close()  # a child blocked on the channel must see EOF
-        _kill(pid1)
-        _reap(pid1)
+        parent.close()
+        _kill(pid)
+        _reap(pid)
         if isinstance(e, ChildError):
             raise FailedPrecondition(str(e)) from None
         raise
@@ -107,32 +107,40 @@ def exec_process(store: Store, opts: ExecOptions) -> int:
     return pid
 
 
-def _stage1(ch: Channel, prepared: Prepared, joins: list[tuple[str, int]],
-            console: socket.socket | None, keep: set[int], cgroup: Manager) -> NoReturn:
+def _fork_in(joins: list[tuple[str, int]], child: Callable[[], NoReturn]) -> int:
+    """Fork ``child`` with this process's namespaces for children set to ``joins`` for the
+    moment of the fork."""
+    back = []
     try:
+        for kind, _ in joins:
+            name = libc.NAMESPACE_PROC_NAMES[kind]
+            back.append((kind, os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)))
+        for kind, fd in joins:
+            libc.setns(fd, libc.NAMESPACE_FLAGS[kind], kind)
+        pid = os.fork()
+        if pid == 0:
+            child()
+        return pid
+    finally:
+        for kind, fd in back:
+            libc.setns(fd, libc.NAMESPACE_FLAGS[kind], kind)
+            os.close(fd)
+
+
+def _child(ch: Channel, other: Channel, prepared: Prepared, joins: list[tuple[str, int]],
+           console: socket.socket | None, keep: set[int], cgroup: Manager) -> NoReturn:
+    try:
+        other.close()
         libc.prctl(libc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736, see create
         _seal()
         close_inherited(keep, prepared.preserve_fds)
         cgroup.join_self()
-        ch.send("joined")
         for kind, fd in joins:
             libc.setns(fd, libc.NAMESPACE_FLAGS[kind], kind)
             os.close(fd)
         if any(kind == "user" for kind, _ in joins):
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
-        pid = os.fork()
-        if pid == 0:
-            _stage2(ch, prepared, console)
-        ch.send("pid", pid=pid)
-        os._exit(0)
-    except BaseException as e:
-        _fail(ch, e)
-
-
-def _stage2(ch: Channel, prepared: Prepared, console: socket.socket | None) -> NoReturn:
-    try:
-        ch.expect("go")
         p = prepared.process
         if p.terminal:
             assert console is not None

@@ -1,9 +1,10 @@
 """The fork server: a single-threaded process with everything a shim needs already
-imported, and nothing else. matoud asks it for shims; it forks each twice (the shim is
-nobody's child, so nothing ties it to the daemon's life) and reports the shim's pid.
+imported, and nothing else. matoud asks it for shims; it forks each and reports its pid.
+A shim leads a session of its own, and the kernel reaps it (SIGCHLD is ignored here), so
+nothing ties it to the fork server's or the daemon's life.
 
-    matoud ──socketpair──► fork server ──fork──► (intermediate) ──fork──► shim
-                           (python -m               exits at once
+    matoud ──socketpair──► fork server ──fork──► shim (or an exec's helper)
+                           (python -m
                             matou.shim.forkserver)
 
 It is a fresh interpreter, not a fork of matoud: a shim then carries only the runtime and
@@ -23,6 +24,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,9 +41,13 @@ def _serve(sock: socket.socket) -> NoReturn:
     from matou.runtime import create, delete, exec, foreground, start, store  # noqa: F401
     from matou.shim import shim  # imported here, once, before any fork of a shim
 
+    _warm_up()
     # what is here now stays: a collection in a shim need not walk it, which would copy
     # its pages out of this process's, one by one
     gc.freeze()
+    # shims are our children, but nothing of ours waits for them: the kernel reaps them,
+    # and a shim is a session leader of its own (setsid), untouched when we go
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
 
     while True:
         try:
@@ -53,30 +59,37 @@ def _serve(sock: socket.socket) -> NoReturn:
         conf: dict[str, Any] = json.loads(data)
         if fds:
             conf["fds"] = fds  # passed on to the shim: inheritable in its process only
-        r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # a shim reaps its own children
             sock.close()
-            os.close(r)
-            grandchild = os.fork()
-            if grandchild == 0:
-                os.close(w)
-                null = os.open("/dev/null", os.O_RDWR)
-                for fd in (0, 1, 2):
-                    os.dup2(null, fd)
-                os.close(null)
-                if conf.get("kind") == "exec":
-                    shim.run_exec(conf)
-                shim.run(conf)
-            os.write(w, str(grandchild).encode())
-            os._exit(0)
-        os.close(w)
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+            if conf.get("kind") == "exec":
+                shim.run_exec(conf)
+            shim.run(conf)
         for fd in fds:
             os.close(fd)
-        shim_pid = int(os.read(r, 64) or b"0")
-        os.close(r)
-        sock.send(json.dumps({"pid": shim_pid}).encode())  # before the intermediate is
-        os.waitpid(pid, 0)                                  # reaped: its exit takes time
+        sock.send(json.dumps({"pid": pid}).encode())
+
+
+def _warm_up() -> None:
+    """Run the parsing every shim and exec helper does, a few times, here: Python 3.11
+    specializes bytecode as it runs it, and what is specialized here is inherited by
+    every fork, not redone (and its pages copied) in each."""
+    from matou.oci.default_spec import default_spec
+    from matou.oci.runtime_spec import parse_process, parse_spec
+    from matou.runtime.process import prepare
+
+    raw = default_spec()
+    text = json.dumps(raw)
+    for _ in range(16):
+        spec = parse_spec(json.loads(text))
+        if spec.process is not None:
+            prepare(spec.process, spec)
+        parse_process(json.loads(json.dumps(raw["process"])))
 
 
 IDLE_STOP = 300.0  # seconds without a spawn before the fork server is let go
