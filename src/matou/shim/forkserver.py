@@ -84,11 +84,18 @@ def _warm_up() -> None:
     from matou.runtime.process import prepare
 
     raw = default_spec()
+    raw["linux"]["seccomp"] = {  # the shape of Docker's profile, for its parsing
+        "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+                     {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                      "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]}]}
     text = json.dumps(raw)
     for _ in range(16):
         spec = parse_spec(json.loads(text))
+        repr(spec.seccomp)  # the key of the BPF cache (matou.linux.seccomp.program)
         if spec.process is not None:
-            prepare(spec.process, spec)
+            prepare(spec.process, spec._replace(seccomp=None))
         parse_process(json.loads(json.dumps(raw["process"])))
 
 
