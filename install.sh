@@ -34,6 +34,10 @@ fi
 # shims fall back to serving in Python when it is missing
 gcc -O2 -Wall -Werror -o "$venv/bin/matou-supervise.new" "$here/src/matou/shim/native/supervise.c"
 mv "$venv/bin/matou-supervise.new" "$venv/bin/matou-supervise"
+# the last steps of an exec into a container (joins, capabilities, seccomp, execve) in C,
+# static (no dynamic loading at each exec); exec falls back to Python when it is missing
+gcc -O2 -Wall -Werror -static -o "$venv/bin/matou-exec.new" "$here/src/matou/runtime/native/exec.c"
+mv "$venv/bin/matou-exec.new" "$venv/bin/matou-exec"
 for cmd in matou-runtime matou-images matoud matou matou-registry; do
   ln -sf "$venv/bin/$cmd" "/usr/local/bin/$cmd"
 done

@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import RUNTIME, Bundle, Runtime
 
 
@@ -200,3 +202,47 @@ def test_host_namespaces_when_none_asked(rt: Runtime, bundle: Bundle) -> None:
     rt("delete", "--force", cid, check=True)
     with open("/proc/self/mountinfo") as f:
         assert str(bundle.rootfs) not in f.read(), "delete left the container's mounts"
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_native_exec_leaves_the_process_as_the_python_one_does(rt: Runtime, bundle: Bundle,
+                                                              nnp: bool) -> None:
+    """matou-exec (C) and the Python child do the same steps; what the process ends up
+    with — ids, groups, capabilities, seccomp, no_new_privs, umask, cwd, cgroup,
+    namespaces, limits, open fds — must not tell them apart, with no_new_privs on (seccomp
+    loaded last) and off (loaded before the capabilities go)."""
+    assert os.access(os.path.join(os.path.dirname(RUNTIME), "matou-exec"), os.X_OK)
+    bundle.spec["process"]["noNewPrivileges"] = nnp
+    bundle.spec["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [5, 7],
+                                      "umask": 0o027}
+    bundle.spec["process"]["cwd"] = "/tmp"
+    bundle.spec["process"]["capabilities"]["ambient"] = ["CAP_KILL"]
+    bundle.spec["process"]["capabilities"]["inheritable"] = ["CAP_KILL"]
+    bundle.spec["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO"}]}
+    bundle.args("sleep", "60")
+    cid = rt.new_id()
+    rt("run", "--detach", "--bundle", str(bundle.path), cid, check=True)
+    proc_json = bundle.path / "exec.json"
+    probe = ("grep -E '^(Uid|Gid|Groups|Cap|NoNewPrivs|Seccomp)' /proc/self/status; "
+             "umask; pwd; cat /proc/self/cgroup; readlink /proc/self/ns/*; ulimit -n; "
+             "ls /proc/self/fd; echo $PATH")
+    proc_json.write_text(json.dumps(dict(bundle.spec["process"], args=["sh", "-c", probe])))
+    native = rt("exec", "--process", str(proc_json), cid)
+    python = rt("exec", "--process", str(proc_json), cid,
+                env={**os.environ, "MATOU_EXEC": "none"})
+    assert native.returncode == python.returncode == 0, native.stderr + python.stderr
+    assert native.stdout == python.stdout
+    out = native.stdout
+    assert "Uid:\t1000\t1000\t1000\t1000" in out and "Groups:\t5 7" in out
+    assert f"NoNewPrivs:\t{int(nnp)}" in out and "Seccomp:\t2" in out
+    assert "CapAmb:\t0000000000000020" in out  # CAP_KILL
+    assert "\n0027\n/tmp\n" in out
+    for argv, text in ((["nosuch"], 'exec: "nosuch": executable file not found in $PATH'),
+                       (["/nosuch"], 'exec: "/nosuch": stat /nosuch: no such file')):
+        proc_json.write_text(json.dumps(dict(bundle.spec["process"], args=argv)))
+        for env in ({}, {"MATOU_EXEC": "none"}):
+            p = rt("exec", "--process", str(proc_json), cid, env={**os.environ, **env})
+            assert p.returncode != 0 and text in p.stderr, (env, p.stderr)
+    rt("kill", cid, "KILL", check=True)

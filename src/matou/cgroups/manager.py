@@ -111,8 +111,13 @@ class Manager:
         whose first writer after a quiet spell waits a whole RCU grace period (~10 ms
         here); writing a pid to cgroup.procs always takes it.
         """
-        for h, d in self.dirs.items():
-            _write(d, "tasks" if h.version == 1 else "cgroup.procs", "0")
+        for path in self.join_files():
+            _write(os.path.dirname(path), os.path.basename(path), "0")
+
+    def join_files(self) -> list[str]:
+        """The files a process writes "0" to, to move itself in (see join_self)."""
+        return [os.path.join(d, "tasks" if h.version == 1 else "cgroup.procs")
+                for h, d in self.dirs.items()]
 
     def exists(self) -> bool:
         return any(os.path.isdir(d) for d in self.dirs.values())

@@ -4,16 +4,23 @@
       └─ child (in the container's pid ns): joins the cgroup → setns user → … → mnt →
          terminal → become the process (execve)
 
+Where it can, the parent spawns matou-exec (native/exec.c) instead of forking: the same
+steps in C, without an interpreter running in a freshly forked process (each page it
+writes is copied). Not for a terminal, preserved fds or user and time namespaces.
+
 The parent learns that the exec happened when the channel closes (it is close-on-exec)
 without an error message on it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
-from collections.abc import Callable
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple, NoReturn
 
 from matou.cgroups import Manager
@@ -24,7 +31,14 @@ from matou.oci import state as oci_state
 from matou.oci.runtime_spec import Process, parse_spec
 from matou.runtime.channel import Channel, ChildError
 from matou.runtime.create import _fail, _kill, _reap, write_pid_file
-from matou.runtime.process import Prepared, become, close_inherited, find_executable, prepare
+from matou.runtime.process import (
+    Prepared,
+    become,
+    close_inherited,
+    env_path,
+    find_executable,
+    prepare,
+)
 from matou.runtime.process import seal_imports as _seal
 from matou.runtime.store import Store
 
@@ -79,8 +93,15 @@ def exec_process(store: Store, opts: ExecOptions) -> int:
     keep = {child.fileno(), *(fd for _, fd in there)}
     if console is not None:
         keep.add(console.fileno())
-    pid = _fork_in(here, lambda: _child(child, parent, prepared, there, console, keep,
-                                         rec.cgroup()))
+    native = None if (opts.process.terminal or opts.preserve_fds or any(
+        kind in ("user", "time") for kind, _ in joins)) else native_exec()
+    if native is not None:
+        pid = _spawn_native(native, child, prepared, here, there, rec.cgroup())
+    else:
+        with _children_in(here):
+            pid = os.fork()
+            if pid == 0:
+                _child(child, parent, prepared, there, console, keep, rec.cgroup())
     child.close()
     for _, fd in joins:
         os.close(fd)
@@ -107,9 +128,9 @@ def exec_process(store: Store, opts: ExecOptions) -> int:
     return pid
 
 
-def _fork_in(joins: list[tuple[str, int]], child: Callable[[], NoReturn]) -> int:
-    """Fork ``child`` with this process's namespaces for children set to ``joins`` for the
-    moment of the fork."""
+@contextmanager
+def _children_in(joins: list[tuple[str, int]]) -> Iterator[None]:
+    """This process's namespaces for children set to ``joins`` (pid, time) for the block."""
     back = []
     try:
         for kind, _ in joins:
@@ -117,14 +138,66 @@ def _fork_in(joins: list[tuple[str, int]], child: Callable[[], NoReturn]) -> int
             back.append((kind, os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)))
         for kind, fd in joins:
             libc.setns(fd, libc.NAMESPACE_FLAGS[kind], kind)
-        pid = os.fork()
-        if pid == 0:
-            child()
-        return pid
+        yield
     finally:
         for kind, fd in back:
             libc.setns(fd, libc.NAMESPACE_FLAGS[kind], kind)
             os.close(fd)
+
+
+_native: list[int] = []  # the sealed copy of matou-exec, once made (an fd)
+
+
+def native_exec() -> int | None:
+    """An fd of a sealed in-memory copy of matou-exec (next to this interpreter, built by
+    install.sh; MATOU_EXEC names another or "none"), or None without one. A process in
+    the container that reaches /proc/PID/exe of it finds the copy, which cannot be
+    written (CVE-2019-5736); the fork server makes it once for every helper."""
+    if _native:
+        return _native[0]
+    path = os.environ.get("MATOU_EXEC") or os.path.join(os.path.dirname(sys.executable),
+                                                        "matou-exec")
+    if path == "none" or not os.access(path, os.X_OK):
+        return None
+    with open(path, "rb") as f:
+        code = f.read()
+    fd = os.memfd_create("matou-exec", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    os.write(fd, code)
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK
+                | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+    _native.append(fd)
+    return fd
+
+
+def _spawn_native(exe: int, ch: Channel, prepared: Prepared, here: list[tuple[str, int]],
+                  there: list[tuple[str, int]], cgroup: Manager) -> int:
+    """matou-exec, spawned in the container's pid namespace, does what _child does."""
+    p = prepared.process
+    c = prepared.caps
+    user = p.user
+    bpf = prepared.seccomp
+    fields: list[object] = [
+        1, ch.fileno(), 0, len(cgroup.join_files()), *cgroup.join_files(),
+        len(there), *(x for kind, fd in there for x in (fd, libc.NAMESPACE_FLAGS[kind])),
+        p.cwd, p.args[0], env_path(p.env), len(p.args), *p.args, len(p.env), *p.env,
+        len(prepared.rlimits), *(x for limit in prepared.rlimits for x in limit),
+        int(c is not None), *((c.bounding, c.effective, c.permitted, c.inheritable, c.ambient)
+                              if c is not None else (0, 0, 0, 0, 0)),
+        user.uid, user.gid, len(user.additional_gids), *user.additional_gids,
+        -1 if user.umask is None else user.umask, int(p.no_new_privileges),
+        bpf.flags if bpf is not None else 0, bpf.bpf.hex() if bpf is not None else ""]
+    blob = os.memfd_create("matou-exec-blob", os.MFD_CLOEXEC)
+    passed = [ch.fileno(), *(fd for _, fd in there), blob]
+    try:
+        os.write(blob, b"".join(str(x).encode() + b"\0" for x in fields))
+        for fd in passed:
+            os.set_inheritable(fd, True)
+        with _children_in(here):
+            return os.posix_spawn(f"/proc/self/fd/{exe}", ["matou-exec", str(blob)], {})
+    finally:
+        for fd in passed[:-1]:
+            os.set_inheritable(fd, False)
+        os.close(blob)
 
 
 def _child(ch: Channel, other: Channel, prepared: Prepared, joins: list[tuple[str, int]],

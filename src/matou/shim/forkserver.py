@@ -81,7 +81,10 @@ def _warm_up() -> None:
     every fork, not redone (and its pages copied) in each."""
     from matou.oci.default_spec import default_spec
     from matou.oci.runtime_spec import parse_process, parse_spec
+    from matou.runtime.exec import native_exec
     from matou.runtime.process import prepare
+
+    native_exec()  # its sealed copy, made once here and inherited by every helper
 
     raw = default_spec()
     raw["linux"]["seccomp"] = {  # the shape of Docker's profile, for its parsing
