@@ -36,6 +36,7 @@ from matou.errors import (
     NotFound,
     Unsupported,
 )
+from matou.oci import timestamps
 
 log = logging.getLogger("matoud.api")
 
@@ -149,40 +150,12 @@ async def remove(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-def human_duration(seconds: float) -> str:
-    """Docker's units.HumanDuration, as `docker ps` shows ages."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{s // 3600 // 24 // 365} years"
-
-
 def _summary(e: Engine, c: Container) -> dict[str, Any]:
     r = c.r
     status = r["State"]["Status"]
     now = time.time()
-    up = human_duration(now - _ts(r["State"]["StartedAt"]))
-    ago = human_duration(now - _ts(r["State"]["FinishedAt"]))
+    up = timestamps.human_duration(now - _ts(r["State"]["StartedAt"]))
+    ago = timestamps.human_duration(now - _ts(r["State"]["FinishedAt"]))
     if r["State"].get("Restarting"):
         text = f"Restarting ({r['State']['ExitCode']}) {ago} ago"
     else:

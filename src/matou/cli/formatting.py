@@ -5,7 +5,7 @@ people pass to --format: `{{.Field}}`, `{{.A.B}}`, `{{json .}}`, `{{json .Field}
 
 No regular expressions: re imports enum and more, a fifth of `matou ps`'s start.
 
-May import: client.fastjson (and stdlib).
+May import: client.fastjson, oci.timestamps (and stdlib).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 from matou.client import fastjson as json
+from matou.oci.timestamps import human_duration
 
 TYPE_CHECKING = False  # not typing's: the CLI starts faster
 if TYPE_CHECKING:
@@ -36,33 +37,6 @@ def table(rows: Sequence[Sequence[str]], min_width: int = 10, padding: int = 3) 
                  for i, cell in enumerate(r)]
         out.append("".join(cells))
     return "\n".join(out) + "\n"
-
-
-def human_duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{s // 3600 // 24 // 365} years"
 
 
 def ago(unix: float) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from matou.api.containers import human_duration
+from matou.oci.timestamps import human_duration
 
 
 @pytest.mark.parametrize(("seconds", "text"), [
