@@ -203,12 +203,8 @@ async def list_(request: web.Request) -> web.StreamResponse:
     if flag(request, "size"):  # `docker ps -s`: the writable layer, and with the image
         for item in out:
             c = e.containers.get(item["Id"])
-            item["SizeRw"] = await asyncio.to_thread(ctrs.rw_size, e.containers, c)
-            try:
-                image_size = (await asyncio.to_thread(e.images.store.get, c.r["Image"])).size
-            except MatouError:
-                image_size = 0
-            item["SizeRootFs"] = item["SizeRw"] + image_size
+            item["SizeRw"], item["SizeRootFs"] = await asyncio.to_thread(
+                ctrs.sizes, e.containers, c)
     return json_response(out)
 
 

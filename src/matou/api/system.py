@@ -20,7 +20,7 @@ from matou.api.server import (
     version_text,
 )
 from matou.engine.events import Event
-from matou.errors import InvalidArgument, MatouError
+from matou.errors import InvalidArgument
 
 
 def _ping_headers() -> dict[str, str]:
@@ -174,12 +174,8 @@ async def df(request: web.Request) -> web.StreamResponse:
         listed = []
         for c in everyone:
             item = _summary(e, c)
-            item["SizeRw"] = await asyncio.to_thread(ctrs.rw_size, e.containers, c)
-            try:
-                base = (await asyncio.to_thread(e.images.store.get, c.r["Image"])).size
-            except MatouError:
-                base = 0
-            item["SizeRootFs"] = item["SizeRw"] + base
+            item["SizeRw"], item["SizeRootFs"] = await asyncio.to_thread(
+                ctrs.sizes, e.containers, c)
             listed.append(item)
         out["Containers"] = listed
     if "volume" in kinds:

@@ -1090,6 +1090,16 @@ def rw_size(svc: ContainerService, c: Container) -> int:
         return 0
 
 
+def sizes(svc: ContainerService, c: Container) -> tuple[int, int]:
+    """Docker's SizeRw and SizeRootFs: the container's own layer, and that with its
+    image's (0 for an image gone meanwhile)."""
+    rw = rw_size(svc, c)
+    try:
+        return rw, rw + svc.images.get(c.r["Image"]).size
+    except MatouError:
+        return rw, rw
+
+
 def changes(svc: ContainerService, name: str) -> list[dict[str, Any]]:
     """`docker diff`: Kind 0 modified, 1 added, 2 deleted — from the container's own
     snapshot dir (overlay upper, whiteouts as 0:0 char devices)."""
