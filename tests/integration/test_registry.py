@@ -24,6 +24,20 @@ REGISTRY = os.path.join(os.path.dirname(sys.executable), "matou-registry")
 LAYOUT = Path("/var/lib/matou-fixtures/busybox-oci-skopeo")
 
 
+def _until_serving(url: str, proc: subprocess.Popen[bytes]) -> None:
+    """Wait (20 s at most, and only while ``proc`` lives) for a registry to answer /v2/."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"http://{url}/v2/", timeout=2).read()
+            return
+        except urllib.error.HTTPError:
+            return  # up, and asking for credentials
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+
+
 def _serve(tmp_path: Path, *extra: str) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -32,16 +46,7 @@ def _serve(tmp_path: Path, *extra: str) -> Iterator[str]:
                              str(tmp_path / "root"), *extra], stderr=subprocess.DEVNULL)
     url = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{url}/v2/", timeout=2).read()
-                break
-            except urllib.error.HTTPError:
-                break  # up, and asking for credentials
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.05)
+        _until_serving(url, proc)
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -228,14 +233,7 @@ http:
     proc = subprocess.Popen(["docker-registry", "serve", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2).read()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.05)
+        _until_serving(f"127.0.0.1:{port}", proc)
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
