@@ -111,13 +111,12 @@ class Manager:
         whose first writer after a quiet spell waits a whole RCU grace period (~10 ms
         here); writing a pid to cgroup.procs always takes it.
         """
-        for path in self.join_files():
-            _write(os.path.dirname(path), os.path.basename(path), "0")
+        for h, d in self.dirs.items():
+            _write(d, _join_file(h), "0")
 
     def join_files(self) -> list[str]:
         """The files a process writes "0" to, to move itself in (see join_self)."""
-        return [os.path.join(d, "tasks" if h.version == 1 else "cgroup.procs")
-                for h, d in self.dirs.items()]
+        return [os.path.join(d, _join_file(h)) for h, d in self.dirs.items()]
 
     def exists(self) -> bool:
         return any(os.path.isdir(d) for d in self.dirs.values())
@@ -230,6 +229,10 @@ def _read(d: str, name: str) -> str:
             return f.read()
     except OSError as e:
         raise from_oserror("read", os.path.join(d, name), e) from e
+
+
+def _join_file(h: Hierarchy) -> str:
+    return "tasks" if h.version == 1 else "cgroup.procs"
 
 
 def _write(d: str, name: str, value: str) -> None:

@@ -176,8 +176,9 @@ def _spawn_native(exe: int, ch: Channel, prepared: Prepared, here: list[tuple[st
     c = prepared.caps
     user = p.user
     bpf = prepared.seccomp
+    cgroup_files = cgroup.join_files()
     fields: list[object] = [
-        1, ch.fileno(), 0, len(cgroup.join_files()), *cgroup.join_files(),
+        1, ch.fileno(), 0, len(cgroup_files), *cgroup_files,
         len(there), *(x for kind, fd in there for x in (fd, libc.NAMESPACE_FLAGS[kind])),
         p.cwd, p.args[0], env_path(p.env), len(p.args), *p.args, len(p.env), *p.env,
         len(prepared.rlimits), *(x for limit in prepared.rlimits for x in limit),

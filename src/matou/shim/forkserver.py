@@ -95,11 +95,12 @@ def _warm_up() -> None:
                       "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]}]}
     text = json.dumps(raw)
     for _ in range(16):
-        spec = parse_spec(json.loads(text))
+        obj = json.loads(text)
+        spec = parse_spec(obj)
         repr(spec.seccomp)  # the key of the BPF cache (matou.linux.seccomp.program)
         if spec.process is not None:
             prepare(spec.process, spec._replace(seccomp=None))
-        parse_process(json.loads(json.dumps(raw["process"])))
+        parse_process(obj["process"])
 
 
 IDLE_STOP = 300.0  # seconds without a spawn before the fork server is let go
